@@ -1,0 +1,131 @@
+"""The library entry points: :func:`trace_model` and :func:`parameters`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import InputSpecError, TraceError
+from .fc import describe_origin, fc_report, flatten_origin
+from .params import param_report, totals_of
+from .records import Failure, FcReport, ParamReport, TensorInfo, Trace
+from .spec import DTYPES, InputSpec, parse_device, parse_input
+from .tensors import dtype_name
+from .tracer import Recorder
+
+InputLike = str | InputSpec | Sequence[int] | torch.Tensor
+
+
+def to_spec(value: InputLike) -> InputSpec | torch.Tensor:
+    if isinstance(value, (InputSpec, torch.Tensor)):
+        return value
+    if isinstance(value, str):
+        return parse_input(value)
+    if isinstance(value, (tuple, list, torch.Size)) and all(isinstance(v, int) for v in value):
+        if any(v <= 0 for v in value):
+            raise InputSpecError(f"input shape {tuple(value)}: every dimension must be a positive size")
+        return InputSpec(tuple(value))
+    raise InputSpecError(f"input {value!r}: expected a shape string like '64x784', a tuple of ints, "
+                         "or a tensor")
+
+
+def make_input(spec: InputSpec, device: torch.device) -> torch.Tensor:
+    """A tensor of the spec's shape: integers and bools are zeros, floats any values."""
+    dtype = getattr(torch, DTYPES[spec.dtype])
+    if device.type == "meta":
+        return torch.empty(spec.shape, dtype=dtype, device=device)
+    if dtype.is_floating_point or dtype.is_complex:
+        return torch.randn(spec.shape, dtype=dtype, device=device)
+    return torch.zeros(spec.shape, dtype=dtype, device=device)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _move(model: nn.Module, device: torch.device) -> None:
+    current = model_device(model)
+    if current == device or (current.type == device.type == "cuda" and device.index is None):
+        return
+    if current.type == "meta":
+        model.to_empty(device=device)  # no values to copy: shapes are all a trace needs
+    else:
+        model.to(device)
+
+
+def trace_model(model: nn.Module, *inputs: InputLike, device: str | torch.device | None = None,
+                label: str | None = None, repair_linear: bool = False) -> Trace:
+    """Run one forward pass of ``model`` with hooks and return every call as plain data.
+
+    Each input is a shape string (``"64x784"``, ``"2x16:int64"``), a tuple of ints, or a tensor.
+    ``device`` defaults to where the model's parameters are (``"meta"`` traces without allocating
+    any weights); a model elsewhere is moved there. The model runs in eval mode under
+    ``torch.no_grad()``, and its training flags are restored afterwards.
+
+    Raises :class:`~convshape.errors.TraceError` when the forward pass fails; its ``trace``
+    attribute holds the rows recorded up to the failure and a diagnosis in ``trace.error``,
+    and the original exception is chained as ``__cause__``.
+    """
+    target = torch.device(parse_device(str(device))) if device is not None else model_device(model)
+    _move(model, target)
+    specs = [to_spec(v) for v in inputs]
+    tensors = [s.to(target) if isinstance(s, torch.Tensor) else make_input(s, target) for s in specs]
+    infos = tuple(TensorInfo(tuple(t.shape), dtype_name(t.dtype)) for t in tensors)
+    name = label or type(model).__name__
+    modes = [(m, m.training) for m in model.modules()]
+    recorder = Recorder(model, repair_linear=repair_linear)
+    failure: Failure | None = None
+    cause: BaseException | None = None
+    try:
+        model.eval()
+        with torch.no_grad(), recorder:
+            model(*tensors)
+    except Exception as e:  # the user's model failed: diagnose it, keep what was traced
+        failure, cause = recorder.failure(e), e
+    finally:
+        for module, training in modes:
+            module.training = training
+    rows = recorder.frozen_rows()
+    if failure is not None and failure.row is not None and failure.layer_type in ("Linear",) \
+            and failure.expected is not None:
+        failure = _explain_linear(rows, failure)
+    trace = Trace(name, str(target), infos, rows, totals_of(model), failure)
+    if failure is not None:
+        raise TraceError(failure.summary, trace) from cause
+    return trace
+
+
+def _explain_linear(rows: tuple[Any, ...], failure: Failure) -> Failure:
+    """fc1 (Linear) expects in_features=320 but receives 800 = 50 x 4 x 4 from max_pool2d at net.py:14."""
+    row = rows[failure.row]
+    got = row.input_shapes[0][-1]
+    origin = describe_origin(got, flatten_origin(rows, row))
+    summary = f"{row.name} ({row.op}) expects {failure.expected} but receives {origin}"
+    if failure.fix:
+        summary += f"; write {failure.fix}"
+    return Failure(summary, failure.message, failure.error_type, failure.row, failure.module,
+                   failure.layer_type, failure.received, failure.expected, failure.fix, failure.source)
+
+
+def parameters(model: nn.Module, label: str | None = None) -> ParamReport:
+    """Every parameter tensor of ``model``: shapes, counts, trainable flags, tied weights once."""
+    return param_report(model, label or type(model).__name__)
+
+
+def fc_size(model: nn.Module, *inputs: InputLike, device: str | torch.device | None = None,
+            layer: str | None = None, label: str | None = None) -> FcReport:
+    """The in_features every Linear reached in the forward pass needs, and the fix for wrong ones.
+
+    Each mismatching Linear returns an output of its declared size instead of failing, so one run
+    answers for every Linear even when the model as written stops at the first wrong one.
+    """
+    try:
+        trace = trace_model(model, *inputs, device=device, label=label, repair_linear=True)
+    except TraceError as e:
+        trace = e.trace  # failed elsewhere: report the Linears reached before the failure
+    return fc_report(trace, layer)

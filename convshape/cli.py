@@ -1,0 +1,182 @@
+"""The ``convshape`` command line: parse, call the library, render, exit. Nothing else lives here.
+
+torch is imported inside the commands, so ``--help`` and argument errors answer quickly.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from . import __version__
+from .errors import ConvshapeError, TraceError
+from .spec import ModelRef, parse_device, parse_input, parse_kwargs, parse_model_ref
+
+if TYPE_CHECKING:
+    from .loader import LoadedModel
+
+app = typer.Typer(
+    name="convshape", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+    help="Every tensor shape through a PyTorch model, its parameters, and the in_features each Linear needs.",
+)
+_err = Console(stderr=True, highlight=False)
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+ModelArg = Annotated[str, typer.Argument(
+    help="path/to/file.py, path/to/file.py:Name or package.module:Name (a class, factory or instance).",
+    show_default=False)]
+InputOpt = Annotated[list[str], typer.Option(
+    "--input", "-i", help="Shape of one forward argument, e.g. 64x784 or 2x16:int64; repeat per argument.",
+    show_default=False)]
+ArgOpt = Annotated[list[str], typer.Option(
+    "--arg", "-a", help="Constructor/factory keyword argument key=value (a Python literal); repeatable.",
+    show_default=False)]
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table for people, json for programs.")]
+DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="cpu, meta (no weights allocated) or cuda.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show Python tracebacks.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"convshape {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Show the version and exit.")] = False) -> None:
+    """convshape: shapes, parameters and Linear sizes of PyTorch models."""
+
+
+def _fail(error: ConvshapeError, debug: bool) -> NoReturn:
+    if debug:
+        _err.print_exception()
+    _err.print(f"[bold red]error:[/] {error}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(error.exit_code)
+
+
+def _emit(renderable: Any, fmt: Format) -> None:
+    from .render import to_text
+
+    if fmt is Format.json:
+        sys.stdout.write(renderable + "\n")
+    elif sys.stdout.isatty():
+        Console().print(renderable)
+    else:
+        sys.stdout.write(to_text(renderable, width=140))
+
+
+def _load(model: str, args: list[str] | None, device: str | None) -> tuple[ModelRef, LoadedModel]:
+    from .loader import load_model
+
+    ref = parse_model_ref(model, parse_kwargs(args))
+    return ref, load_model(ref, device=device)
+
+
+def _device(text: str) -> str:
+    device = parse_device(text)
+    return "cpu" if device == "auto" else device
+
+
+@app.command()
+def trace(
+    model: ModelArg,
+    inputs: InputOpt = None,  # type: ignore[assignment]
+    args: ArgOpt = None,  # type: ignore[assignment]
+    depth: Annotated[int | None, typer.Option("--depth", min=0, help="Show rows down to this depth.")] = None,
+    no_functions: Annotated[bool, typer.Option("--no-functions", help="Module rows only.")] = False,
+    fmt: FormatOpt = Format.table,
+    device: DeviceOpt = "auto",
+    debug: DebugOpt = False,
+) -> None:
+    """Every layer and functional op, in call order, with input and output shapes."""
+    from .render.json import to_json
+    from .render.table import trace_table
+
+    try:
+        specs = [parse_input(i) for i in inputs or []]
+        dev = _device(device)
+        _, loaded = _load(model, args, dev)
+        from .api import trace_model
+
+        result = trace_model(loaded.module, *specs, device=dev, label=loaded.label)
+    except TraceError as e:
+        _emit(to_json(e.trace) if fmt is Format.json else trace_table(e.trace, depth, not no_functions), fmt)
+        if debug:
+            _err.print_exception()
+        raise typer.Exit(e.exit_code) from None
+    except ConvshapeError as e:
+        _fail(e, debug)
+    _emit(to_json(result) if fmt is Format.json else trace_table(result, depth, not no_functions), fmt)
+
+
+@app.command()
+def params(
+    model: ModelArg,
+    args: ArgOpt = None,  # type: ignore[assignment]
+    fmt: FormatOpt = Format.table,
+    debug: DebugOpt = False,
+) -> None:
+    """Parameter tensors, counts, trainable/frozen and totals (no weights are allocated)."""
+    from .api import parameters
+    from .render.json import to_json
+    from .render.table import params_table
+
+    try:
+        _, loaded = _load(model, args, "meta")
+    except ConvshapeError as e:
+        _fail(e, debug)
+    report = parameters(loaded.module, loaded.label)
+    _emit(to_json(report) if fmt is Format.json else params_table(report), fmt)
+
+
+@app.command("fc-size")
+def fc_size(
+    model: ModelArg,
+    inputs: InputOpt = None,  # type: ignore[assignment]
+    args: ArgOpt = None,  # type: ignore[assignment]
+    layer: Annotated[str | None, typer.Option("--layer", "-l", help="Answer for this Linear only.")] = None,
+    fmt: FormatOpt = Format.table,
+    device: DeviceOpt = "auto",
+    debug: DebugOpt = False,
+) -> None:
+    """The in_features each nn.Linear needs after the layers before it, and the fix."""
+    from .render.json import to_json
+    from .render.table import fc_table
+
+    try:
+        specs = [parse_input(i) for i in inputs or []]
+        dev = _device(device)
+        _, loaded = _load(model, args, dev)
+        from .api import fc_size as run_fc_size
+        from .fc import linear_names
+
+        report = run_fc_size(loaded.module, *specs, device=dev, label=loaded.label)
+        if layer is not None:
+            names = [c.name for c in report.layers]
+            if layer not in names:
+                from .errors import InputSpecError
+
+                raise InputSpecError(f"--layer {layer!r}: no nn.Linear of that name was reached; "
+                                     f"the Linear layers are: {', '.join(names) or 'none'}")
+            report = type(report)(report.model, report.inputs,
+                                  tuple(c for c in report.layers if c.name == layer), report.error)
+        del linear_names
+    except ConvshapeError as e:
+        _fail(e, debug)
+    _emit(to_json(report) if fmt is Format.json else fc_table(report), fmt)
+    if report.error is not None:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()

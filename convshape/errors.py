@@ -1,0 +1,31 @@
+"""One exception root for everything convshape reports to a user.
+
+The CLI catches :class:`ConvshapeError` once and prints its message without a traceback.
+Each subclass carries the exit code the CLI uses for it.
+"""
+
+from __future__ import annotations
+
+
+class ConvshapeError(Exception):
+    """Root of every error convshape raises on purpose; ``str(e)`` is the user-facing message."""
+
+    exit_code: int = 2
+
+
+class InputSpecError(ConvshapeError, ValueError):
+    """An ``--input`` / ``--arg`` / ``--device`` value that cannot be parsed."""
+
+
+class LoadError(ConvshapeError):
+    """The model file or name could not be imported or built."""
+
+
+class TraceError(ConvshapeError):
+    """The model's forward pass failed; ``trace`` keeps the rows recorded up to the failure."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, trace: object | None = None) -> None:
+        super().__init__(message)
+        self.trace = trace

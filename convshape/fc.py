@@ -1,0 +1,99 @@
+"""What ``in_features`` each Linear needs, and where that number comes from. Pure over a Trace."""
+
+from __future__ import annotations
+
+import math
+
+from .diagnose import constructor
+from .records import FcReport, FlattenOrigin, LinearCheck, Row, Trace
+
+_FLATTEN_FUNCS = {"view", "reshape", "flatten", "_unsafe_view"}
+_LINEARS = ("Linear", "LazyLinear")
+
+
+def _is_flatten(row: Row) -> bool:
+    if not row.input_shapes or not row.output_shapes:
+        return False
+    named = (row.kind == "function" and row.name in _FLATTEN_FUNCS) or (
+        row.kind == "module" and row.op == "Flatten")
+    return named and len(row.output_shapes[0]) < len(row.input_shapes[0])
+
+
+def _label(row: Row) -> str:
+    return row.name if row.kind == "function" else f"{row.name or 'model'} ({row.op})"
+
+
+def factors_of(shape: tuple[int, ...], features: int) -> tuple[int, ...]:
+    """The trailing dims of ``shape`` that multiply to ``features``: (64, 50, 4, 4), 800 -> (50, 4, 4)."""
+    for start in range(len(shape)):
+        if math.prod(shape[start:]) == features:
+            return tuple(shape[start:])
+    return ()
+
+
+def flatten_origin(rows: tuple[Row, ...], row: Row) -> FlattenOrigin | None:
+    """Follow a layer's input back through shape-preserving ops to the flatten/view that made it."""
+    if not row.input_shapes or not row.inputs_from:
+        return None
+    features = row.input_shapes[0][-1] if row.input_shapes[0] else 0
+    src = row.inputs_from[0]
+    while src is not None:
+        r = rows[src]
+        if _is_flatten(r):
+            before = r.input_shapes[0]
+            made_by = rows[r.inputs_from[0]] if r.inputs_from and r.inputs_from[0] is not None else None
+            return FlattenOrigin(
+                shape=before, factors=factors_of(before, features), flatten_op=_label(r),
+                flatten_source=r.source, producer=_label(made_by) if made_by else None,
+                producer_source=made_by.source if made_by else None,
+            )
+        same_shape = r.input_shapes and r.output_shapes and r.input_shapes[0] == r.output_shapes[0]
+        if not same_shape or not r.inputs_from:
+            return None
+        src = r.inputs_from[0]
+    return None
+
+
+def describe_origin(features: int, origin: FlattenOrigin | None) -> str:
+    """``800 = 50 x 4 x 4 from max_pool2d at net.py:14``."""
+    if origin is None:
+        return str(features)
+    text = str(features)
+    if len(origin.factors) > 1:
+        text += " = " + " x ".join(map(str, origin.factors))
+    if origin.producer:
+        text += f" from {origin.producer}" + (f" at {origin.producer_source}" if origin.producer_source
+                                             else "")
+    return text
+
+
+def check_linear(rows: tuple[Row, ...], row: Row) -> LinearCheck:
+    declared = row.attrs.get("in_features")
+    if row.op == "LazyLinear":
+        declared = None  # a LazyLinear takes whatever it receives first
+    incoming = row.input_shapes[0] if row.input_shapes else ()
+    required = incoming[-1] if incoming else 0
+    ok = declared is None or declared == required
+    return LinearCheck(
+        name=row.name, type=row.op, declared=declared, required=required, ok=ok, incoming_shape=incoming,
+        out_features=row.attrs.get("out_features", 0), flattened_from=flatten_origin(rows, row),
+        fix=None if ok else constructor("Linear", row.attrs, in_features=required),
+    )
+
+
+def fc_report(trace: Trace, layer: str | None = None) -> FcReport:
+    """One check per Linear reached (a mismatching call wins over a matching one of the same layer)."""
+    checks: dict[str, LinearCheck] = {}
+    for row in trace.rows:
+        if row.kind != "module" or row.op not in _LINEARS:
+            continue
+        if layer is not None and row.name != layer:
+            continue
+        check = check_linear(trace.rows, row)
+        if row.name not in checks or (checks[row.name].ok and not check.ok):
+            checks[row.name] = check
+    return FcReport(trace.model, trace.inputs, tuple(checks.values()), trace.error)
+
+
+def linear_names(trace: Trace) -> list[str]:
+    return list(dict.fromkeys(r.name for r in trace.rows if r.kind == "module" and r.op in _LINEARS))

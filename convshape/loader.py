@@ -1,0 +1,187 @@
+"""Turn a :class:`~convshape.spec.ModelRef` into a built ``nn.Module``, saying how it was chosen.
+
+The user's file runs as ordinary Python, as ``python file.py`` would run it (its directory first on
+``sys.path``), except that ``if __name__ == "__main__":`` blocks do not run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+import traceback
+from contextlib import nullcontext
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import LoadError
+from .spec import ModelRef
+
+
+@dataclass
+class LoadedModel:
+    module: nn.Module
+    label: str  # "mnist_net.py:M"
+    how: str  # "the only nn.Module subclass defined in mnist_net.py"
+
+
+def _user_line(exc: BaseException, path: str | None) -> str:
+    """The innermost traceback line in the user's code (the file itself when known)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = os.path.dirname(os.path.abspath(__file__))
+    torch_dir = os.path.dirname(torch.__file__)
+    chosen = None
+    for fs in frames:
+        fname = os.path.abspath(fs.filename)
+        if (path and fname == os.path.abspath(path)) or (not path and not fname.startswith((own, torch_dir)) and "importlib" not in fname):
+            chosen = fs
+    if chosen is None:
+        for fs in frames:
+            if not os.path.abspath(fs.filename).startswith((own, torch_dir)):
+                chosen = fs
+    if chosen is None:
+        return ""
+    where = f"{os.path.basename(chosen.filename)}:{chosen.lineno}"
+    return f"{where}: {chosen.line}" if chosen.line else where
+
+
+def _import_file(ref: ModelRef) -> ModuleType:
+    path = ref.target
+    if not os.path.exists(path):
+        raise LoadError(f"model file not found: {path} (expected path/to/file.py[:Name])")
+    if os.path.isdir(path):
+        raise LoadError(f"{path} is a directory; expected a .py file defining an nn.Module")
+    if not path.endswith(".py"):
+        raise LoadError(f"{path} is not a .py file; expected path/to/file.py[:Name] "
+                        "or an importable package.module:Name")
+    path = os.path.abspath(path)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    mod_name = stem if stem.isidentifier() and stem not in sys.modules else f"_convshape_user_{abs(hash(path))}"
+    directory = os.path.dirname(path)
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    if spec is None or spec.loader is None:
+        raise LoadError(f"cannot import {path} as Python")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as e:
+        sys.modules.pop(mod_name, None)
+        where = f"{os.path.basename(e.filename or path)}:{e.lineno}"
+        text = (e.text or "").rstrip()
+        raise LoadError(f"syntax error in {where}: {e.msg}" + (f"\n    {text}" if text else "")) from e
+    except Exception as e:
+        sys.modules.pop(mod_name, None)
+        line = _user_line(e, path)
+        raise LoadError(f"importing {os.path.basename(path)} raised {type(e).__name__}: {e}"
+                        + (f"\n  at {line}" if line else "")) from e
+    return module
+
+
+def _import_module(ref: ModelRef) -> ModuleType:
+    try:
+        return importlib.import_module(ref.target)
+    except ModuleNotFoundError as e:
+        if e.name and ref.target.startswith(e.name):
+            raise LoadError(f"no module named {e.name!r} (from MODEL {ref}); expected a .py file or an "
+                            "importable package.module:Name") from e
+        raise LoadError(f"importing {ref.target} raised ModuleNotFoundError: {e}") from e
+    except Exception as e:
+        line = _user_line(e, None)
+        raise LoadError(f"importing {ref.target} raised {type(e).__name__}: {e}"
+                        + (f"\n  at {line}" if line else "")) from e
+
+
+def _candidates(module: ModuleType) -> dict[str, str]:
+    """What the module defines that could be a model: name -> kind."""
+    found: dict[str, str] = {}
+    for name, value in vars(module).items():
+        if name.startswith("_"):
+            continue
+        if inspect.isclass(value) and issubclass(value, nn.Module) and value.__module__ == module.__name__:
+            found[name] = "nn.Module subclass"
+        elif isinstance(value, nn.Module):
+            found[name] = "nn.Module instance"
+        elif inspect.isfunction(value) and value.__module__ == module.__name__:
+            found[name] = "function"
+    return found
+
+
+def _describe(found: dict[str, str], label: str) -> str:
+    if not found:
+        return f"{label} defines no nn.Module subclass, instance or function"
+    return f"{label} defines: " + ", ".join(f"{n} ({k})" for n, k in found.items())
+
+
+def _check_signature(obj: Any, kwargs: dict[str, Any], label: str) -> None:
+    target = obj.__init__ if inspect.isclass(obj) else obj
+    try:
+        sig = inspect.signature(target)
+    except (TypeError, ValueError):
+        return
+    params = list(sig.parameters.values())
+    if inspect.isclass(obj) and params and params[0].name == "self":
+        params = params[1:]
+    accepts_any = any(p.kind is p.VAR_KEYWORD for p in params)
+    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    unknown = [k for k in kwargs if k not in names]
+    if unknown and not accepts_any:
+        raise LoadError(f"{label} takes no argument named {', '.join(unknown)}; "
+                        f"it accepts: {', '.join(sorted(names)) or 'nothing'}")
+    missing = [p.name for p in params if p.default is p.empty
+               and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in kwargs]
+    if missing:
+        example = " ".join(f"--arg {m}=..." for m in missing)
+        raise LoadError(f"{label} needs constructor arguments: {', '.join(missing)}; "
+                        f"pass them as {example} (values are Python literals)")
+
+
+def load_model(ref: ModelRef, device: str | None = None) -> LoadedModel:
+    """Import the file or module of ``ref``, pick the model, and build it (under ``device`` if given)."""
+    module = _import_file(ref) if ref.is_file else _import_module(ref)
+    label = os.path.basename(ref.target) if ref.is_file else ref.target
+    found = _candidates(module)
+    if ref.name:
+        if not hasattr(module, ref.name):
+            raise LoadError(f"{ref.name!r} not found in {label}; {_describe(found, label)}")
+        obj, chosen, how = getattr(module, ref.name), ref.name, f"{ref.name}, named in MODEL"
+    else:
+        classes = [n for n, k in found.items() if k == "nn.Module subclass"]
+        if len(classes) != 1:
+            what = "several nn.Module subclasses" if classes else "no nn.Module subclass"
+            hint = f"{ref.target}:{classes[0] if classes else 'Name'}"
+            raise LoadError(f"{label} defines {what}; choose one as {hint}. {_describe(found, label)}")
+        chosen = classes[0]
+        obj, how = getattr(module, chosen), f"{chosen}, the only nn.Module subclass defined in {label}"
+    label = f"{label}:{chosen}"
+    built = _build(obj, ref.kwargs, label, ref.target if ref.is_file else None, device)
+    return LoadedModel(built, label, how)
+
+
+def _build(obj: Any, kwargs: dict[str, Any], label: str, path: str | None, device: str | None) -> nn.Module:
+    if isinstance(obj, nn.Module):
+        if kwargs:
+            raise LoadError(f"{label} is an nn.Module instance, already built; --arg does not apply")
+        return obj
+    if not callable(obj):
+        raise LoadError(f"{label} is a {type(obj).__name__}, not an nn.Module subclass, instance or factory")
+    _check_signature(obj, kwargs, label)
+    context = torch.device(device) if device else nullcontext()
+    try:
+        with context:
+            built = obj(**kwargs)
+    except Exception as e:
+        line = _user_line(e, path)
+        raise LoadError(f"building {label} raised {type(e).__name__}: {e}"
+                        + (f"\n  at {line}" if line else "")) from e
+    if not isinstance(built, nn.Module):
+        raise LoadError(f"{label} returned a {type(built).__name__}, not an nn.Module")
+    return built

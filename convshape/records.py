@@ -1,0 +1,215 @@
+"""Plain-data records: what a trace, a parameter report and an fc-size report contain.
+
+No torch objects and no formatting live here; each report turns into JSON with ``to_dict()``,
+tagged with its schema version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+TRACE_SCHEMA = "convshape.trace/1"
+PARAMS_SCHEMA = "convshape.params/1"
+FC_SCHEMA = "convshape.fc-size/1"
+
+Shape = tuple[int, ...]
+
+
+def _lists(value: Any) -> Any:
+    """Turn tuples (shapes) into lists, recursively, for JSON."""
+    if isinstance(value, (tuple, list)):
+        return [_lists(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _lists(v) for k, v in value.items()}
+    return value
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    shape: Shape
+    dtype: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"shape": list(self.shape), "dtype": self.dtype}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One call in the forward pass: a module call or a function the user's code called directly."""
+
+    index: int
+    kind: str  # "module" | "function"
+    name: str  # qualified module name ("" for the root), or the op name for functions
+    op: str  # module class name, or the function as written ("F.relu", "Tensor.view", "torch.cat")
+    depth: int
+    input_shapes: tuple[Shape, ...]
+    output_shapes: tuple[Shape, ...]
+    output_dtypes: tuple[str, ...]
+    params: int  # parameters held by the module (recursive); Parameters passed to a function
+    source: str | None  # "file.py:12" where the user's code made this call
+    parent: int | None  # index of the enclosing module row
+    inputs_from: tuple[int | None, ...]  # for each input tensor, the row that produced it
+    call: int = 0  # 0 on a module's first call, 1 on its second, ...
+    failed: bool = False
+    attrs: dict[str, Any] = field(default_factory=dict)  # layer hyper-parameters / literal call args
+
+    def to_dict(self) -> dict[str, Any]:
+        return _lists(asdict(self))
+
+
+@dataclass(frozen=True)
+class Totals:
+    params: int
+    trainable: int
+    non_trainable: int
+    bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why the forward pass stopped, in the user's terms."""
+
+    summary: str  # one sentence: which layer, what it received, what it expected
+    message: str  # the original exception message
+    error_type: str
+    row: int | None  # index of the failing row, when one was recorded
+    module: str | None  # qualified name of the innermost layer that failed
+    layer_type: str | None
+    received: tuple[Shape, ...] = ()
+    expected: str | None = None
+    fix: str | None = None
+    source: str | None = None  # the user's line where it failed
+
+    def to_dict(self) -> dict[str, Any]:
+        return _lists(asdict(self))
+
+
+@dataclass(frozen=True)
+class Trace:
+    """The result of one forward pass with hooks: frozen plain data."""
+
+    model: str
+    device: str
+    inputs: tuple[TensorInfo, ...]
+    rows: tuple[Row, ...]
+    totals: Totals
+    error: Failure | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def module_rows(self) -> list[Row]:
+        return [r for r in self.rows if r.kind == "module"]
+
+    def function_rows(self) -> list[Row]:
+        return [r for r in self.rows if r.kind == "function"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": TRACE_SCHEMA,
+            "model": self.model,
+            "device": self.device,
+            "inputs": [i.to_dict() for i in self.inputs],
+            "rows": [r.to_dict() for r in self.rows],
+            "totals": self.totals.to_dict(),
+            "error": self.error.to_dict() if self.error else None,
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True)
+class ParamRecord:
+    name: str
+    module: str
+    shape: Shape
+    numel: int
+    trainable: bool
+    dtype: str
+    shared_with: tuple[str, ...] = ()  # other names of the same tensor (tied weights)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _lists(asdict(self))
+
+
+@dataclass(frozen=True)
+class ModuleSubtotal:
+    name: str
+    type: str
+    params: int  # parameters this module holds directly (shared ones counted at their first name)
+    trainable: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ParamReport:
+    model: str
+    parameters: tuple[ParamRecord, ...]
+    modules: tuple[ModuleSubtotal, ...]
+    totals: Totals
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": PARAMS_SCHEMA,
+            "model": self.model,
+            "parameters": [p.to_dict() for p in self.parameters],
+            "modules": [m.to_dict() for m in self.modules],
+            "totals": self.totals.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class FlattenOrigin:
+    """Where a Linear's in_features comes from: the shape before a flatten and the op that made it."""
+
+    shape: Shape  # the tensor before the flatten, e.g. (64, 50, 4, 4)
+    factors: Shape  # the dims that multiply to in_features, e.g. (50, 4, 4)
+    flatten_op: str  # "view", "flatten", "Flatten", ...
+    flatten_source: str | None
+    producer: str | None  # the op or layer that made the pre-flatten tensor, e.g. "max_pool2d"
+    producer_source: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _lists(asdict(self))
+
+
+@dataclass(frozen=True)
+class LinearCheck:
+    name: str
+    type: str
+    declared: int | None  # None for a LazyLinear
+    required: int
+    ok: bool
+    incoming_shape: Shape
+    out_features: int
+    flattened_from: FlattenOrigin | None
+    fix: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = _lists(asdict(self))
+        d["flattened_from"] = self.flattened_from.to_dict() if self.flattened_from else None
+        return d
+
+
+@dataclass(frozen=True)
+class FcReport:
+    model: str
+    inputs: tuple[TensorInfo, ...]
+    layers: tuple[LinearCheck, ...]
+    error: Failure | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": FC_SCHEMA,
+            "model": self.model,
+            "inputs": [i.to_dict() for i in self.inputs],
+            "layers": [layer.to_dict() for layer in self.layers],
+            "error": self.error.to_dict() if self.error else None,
+        }

@@ -1,0 +1,135 @@
+"""Parse what the user typed into plain data: model references, input specs, ``--arg`` values.
+
+Nothing here imports torch, so argument errors answer fast.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import InputSpecError
+
+# torch dtype names (and their aliases) -> canonical torch attribute name.
+DTYPES: dict[str, str] = {
+    "float32": "float32", "float": "float32",
+    "float64": "float64", "double": "float64",
+    "float16": "float16", "half": "float16",
+    "bfloat16": "bfloat16",
+    "int64": "int64", "long": "int64",
+    "int32": "int32", "int": "int32",
+    "int16": "int16", "short": "int16",
+    "int8": "int8", "uint8": "uint8",
+    "bool": "bool",
+    "complex64": "complex64", "cfloat": "complex64",
+    "complex128": "complex128", "cdouble": "complex128",
+}  # fmt: skip
+
+INPUT_FORM = "NxCxHxW[:DTYPE], e.g. 64x784, 1x3x224x224 or 2x16:int64"
+DEVICES = ("auto", "meta", "cpu", "cuda")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One positional forward argument: its shape and torch dtype name."""
+
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+
+    def __str__(self) -> str:
+        return "x".join(map(str, self.shape)) + ("" if self.dtype == "float32" else f":{self.dtype}")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Where the model comes from: a ``.py`` file or an importable module, and an optional name in it."""
+
+    target: str
+    name: str | None = None
+    is_file: bool = True
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.target + (f":{self.name}" if self.name else "")
+
+
+def parse_input(text: str) -> InputSpec:
+    """Parse ``64x784`` or ``2x16:int64`` into an :class:`InputSpec`."""
+    raw = text.strip()
+    shape_text, _, dtype_text = raw.partition(":")
+    dtype = "float32"
+    if dtype_text:
+        key = dtype_text.strip().removeprefix("torch.")
+        if key not in DTYPES:
+            known = ", ".join(sorted(set(DTYPES.values())))
+            raise InputSpecError(
+                f"--input {text!r}: unknown dtype {dtype_text!r}; expected one of {known} "
+                f"(form {INPUT_FORM})"
+            )
+        dtype = DTYPES[key]
+    parts = shape_text.lower().replace("×", "x").replace(",", "x").split("x")
+    dims: list[int] = []
+    for part in parts:
+        part = part.strip()
+        if not part.lstrip("-").isdigit():
+            what = "an empty dimension" if not part else f"{part!r}, not a whole number"
+            raise InputSpecError(f"--input {text!r}: got {what}; expected {INPUT_FORM}")
+        value = int(part)
+        if value <= 0:
+            raise InputSpecError(
+                f"--input {text!r}: dimension {value} must be a positive size; expected {INPUT_FORM}"
+            )
+        dims.append(value)
+    return InputSpec(tuple(dims), dtype)
+
+
+def parse_model_ref(text: str, kwargs: dict[str, Any] | None = None) -> ModelRef:
+    """Parse ``path/file.py``, ``path/file.py:Name`` or ``package.module:Name``."""
+    raw = text.strip()
+    if not raw:
+        raise InputSpecError("MODEL is empty; expected path/to/file.py[:Name] or package.module:Name")
+    target, name = raw, None
+    head, sep, tail = raw.rpartition(":")
+    if sep and head and _IDENT.match(tail) and not tail.endswith(".py"):
+        target, name = head, tail
+    is_file = target.endswith(".py") or "/" in target or "\\" in target
+    if not is_file and not _IDENT.match(target):
+        raise InputSpecError(
+            f"MODEL {text!r} is neither a .py file nor an importable module name; "
+            "expected path/to/file.py[:Name] or package.module:Name"
+        )
+    return ModelRef(target, name, is_file, dict(kwargs or {}))
+
+
+def parse_kwargs(items: list[str] | None) -> dict[str, Any]:
+    """Parse repeated ``--arg key=value`` (values are Python literals; a bare word is a string)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise InputSpecError(
+                f"--arg {item!r}: expected key=value with a Python literal value, "
+                "e.g. --arg num_classes=10 --arg widths='[16, 32]'"
+            )
+        try:
+            out[key] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            if not value.strip().isidentifier():
+                raise InputSpecError(
+                    f"--arg {item!r}: {value!r} is not a Python literal; expected e.g. 10, 0.5, "
+                    "'[16, 32]', True, or a bare word for a string"
+                ) from None
+            out[key] = value.strip()
+    return out
+
+
+def parse_device(text: str) -> str:
+    """Validate ``--device``: auto, meta, cpu, cuda or cuda:N."""
+    value = text.strip().lower()
+    if value in DEVICES or re.fullmatch(r"cuda:\d+", value):
+        return value
+    raise InputSpecError(f"--device {text!r}: expected one of {', '.join(DEVICES)} (or cuda:N)")

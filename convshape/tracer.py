@@ -1,0 +1,339 @@
+"""One forward pass with hooks, recorded as a :class:`~convshape.records.Trace`.
+
+Two interceptors, both installed in ``__enter__`` and removed in ``__exit__`` whatever happens:
+
+* global module forward hooks see every module call (a container before its children);
+* a :class:`torch.overrides.TorchFunctionMode` sees every torch function and tensor method. A call
+  is kept as a row only when the user's own code made it directly; calls made inside torch's own
+  modules (the ``F.conv2d`` inside ``nn.Conv2d.forward``) fold into that module's row.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import weakref
+from dataclasses import dataclass, field
+from types import FrameType, TracebackType
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules import module as nn_module
+from torch.overrides import TorchFunctionMode
+
+from . import diagnose
+from .oplabels import op_label
+from .records import Failure, Row, Shape
+from .tensors import dtype_name, has_tensor, iter_tensors, jsonable
+
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+_OWN_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# torch files that only dispatch a call onward: a call passing through them is still the user's own.
+_THIN_WRAPPERS = tuple(
+    os.path.join(_TORCH_DIR, p)
+    for p in ("overrides.py", "_jit_internal.py", "nn/functional.py", "functional.py", "_tensor.py")
+)
+_LINEAR = F.linear
+
+
+@dataclass(eq=False)
+class _Pending:
+    """A row under construction; frozen into a :class:`Row` once the trace ends."""
+
+    index: int
+    kind: str
+    name: str
+    op: str
+    depth: int
+    input_shapes: tuple[Shape, ...]
+    params: int
+    source: str | None
+    parent: int | None
+    inputs_from: tuple[int | None, ...]
+    call: int = 0
+    module: nn.Module | None = None
+    output_shapes: tuple[Shape, ...] = ()
+    output_dtypes: tuple[str, ...] = ()
+    failed: bool = False
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def freeze(self) -> Row:
+        return Row(self.index, self.kind, self.name, self.op, self.depth, self.input_shapes,
+                   self.output_shapes, self.output_dtypes, self.params, self.source, self.parent,
+                   self.inputs_from, self.call, self.failed, self.attrs)
+
+
+def _where(frame: FrameType | None) -> str | None:
+    if frame is None:
+        return None
+    return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+
+
+def user_frame(frame: FrameType | None) -> FrameType | None:
+    """The first frame outside torch and convshape (the user's line that led here)."""
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith((_TORCH_DIR, _OWN_DIR)):
+            return frame
+        frame = frame.f_back
+    return None
+
+
+def _direct_caller(frame: FrameType | None) -> FrameType | None:
+    """The user frame that called a torch function directly, or None when torch's own code did.
+
+    Frames in torch's thin dispatch wrappers (``F.relu`` -> ``handle_torch_function``) are skipped;
+    any other torch frame on the way (``nn.Conv2d.forward``) means the call is torch-internal.
+    """
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if filename.startswith(_TORCH_DIR):
+            if not filename.startswith(_THIN_WRAPPERS):
+                return None
+        elif filename.startswith(_OWN_DIR):
+            return None
+        else:
+            return frame
+        frame = frame.f_back
+    return None
+
+
+def layer_attrs(module: nn.Module) -> dict[str, Any]:
+    attrs: dict[str, Any] = {}
+    for key in diagnose.LAYER_ATTRS:
+        value = getattr(module, key, None)
+        if isinstance(value, (bool, int, float, str, tuple, list)) and not isinstance(value, nn.Module):
+            attrs[key] = jsonable(value)
+    bias = getattr(module, "bias", "absent")
+    if isinstance(bias, bool):
+        attrs["bias"] = bias
+    elif bias is None or isinstance(bias, torch.Tensor):
+        attrs["bias"] = bias is not None
+    return attrs
+
+
+class Recorder(TorchFunctionMode):
+    """Records module calls and the user's direct torch calls during one forward pass.
+
+    With ``repair_linear`` a Linear whose input does not match its ``in_features`` returns an output
+    of the declared ``out_features`` instead of failing, so one run reaches every Linear.
+    """
+
+    def __init__(self, root: nn.Module, repair_linear: bool = False) -> None:
+        super().__init__()
+        self.names = {id(m): name for name, m in root.named_modules(remove_duplicate=False)}
+        self.repair_linear = repair_linear
+        self.rows: list[_Pending] = []
+        self.stack: list[_Pending] = []
+        self.repaired: dict[int, int] = {}  # row index -> in_features the layer actually received
+        self._producers: dict[int, tuple[weakref.ref[torch.Tensor], int]] = {}
+        self._calls: dict[int, int] = {}
+        self._param_counts: dict[int, int] = {}
+        self._busy = False
+        self._failed_fn: _Pending | None = None
+        self._handles: list[Any] = []
+
+    # -- interception lifecycle -------------------------------------------------------------
+    def __enter__(self) -> Recorder:
+        self._handles = [
+            nn_module.register_module_forward_pre_hook(self._before_module),
+            nn_module.register_module_forward_hook(self._after_module, with_kwargs=True),
+        ]
+        try:
+            return super().__enter__()
+        except BaseException:
+            self._remove_hooks()
+            raise
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            super().__exit__(exc_type, exc, tb)
+        finally:
+            self._remove_hooks()
+
+    def _remove_hooks(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    # -- bookkeeping --------------------------------------------------------------------------
+    def _shapes_and_sources(self, value: Any) -> tuple[tuple[Shape, ...], tuple[int | None, ...]]:
+        shapes, sources = [], []
+        for t in iter_tensors(value):
+            shapes.append(tuple(t.shape))
+            entry = self._producers.get(id(t))
+            sources.append(entry[1] if entry is not None and entry[0]() is t else None)
+        return tuple(shapes), tuple(sources)
+
+    def _produced(self, value: Any, row: _Pending, keep_inner: bool) -> None:
+        shapes, dtypes = [], []
+        for t in iter_tensors(value):
+            shapes.append(tuple(t.shape))
+            dtypes.append(dtype_name(t.dtype))
+            entry = self._producers.get(id(t))
+            if keep_inner and entry is not None and entry[0]() is t and entry[1] > row.index:
+                continue  # made by a layer inside this one: the inner one is the more useful origin
+            self._producers[id(t)] = (weakref.ref(t), row.index)
+        row.output_shapes, row.output_dtypes = tuple(shapes), tuple(dtypes)
+
+    def _params_of(self, module: nn.Module) -> int:
+        key = id(module)
+        if key not in self._param_counts:
+            self._param_counts[key] = sum(p.numel() for p in module.parameters())
+        return self._param_counts[key]
+
+    # -- module hooks ---------------------------------------------------------------------------
+    def _before_module(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        if self._busy:
+            return
+        self._busy = True
+        try:
+            shapes, sources = self._shapes_and_sources(args)
+            key = id(module)
+            call = self._calls.get(key, 0)
+            self._calls[key] = call + 1
+            name = self.names.get(key)
+            parent = self.stack[-1] if self.stack else None
+            row = _Pending(
+                index=len(self.rows), kind="module",
+                name=name if name is not None else f"<{type(module).__name__}>",
+                op=type(module).__name__, depth=len(self.stack), input_shapes=shapes,
+                params=self._params_of(module),
+                source=_where(user_frame(sys._getframe(2))) if parent is not None else None,
+                parent=parent.index if parent else None, inputs_from=sources, call=call,
+                module=module, attrs=layer_attrs(module),
+            )
+            self.rows.append(row)
+            self.stack.append(row)
+        finally:
+            self._busy = False
+
+    def _after_module(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
+                      output: Any) -> None:
+        if self._busy:
+            return
+        self._busy = True
+        try:
+            # Pop rows whose modules raised and were caught by the user's code on the way here.
+            while self.stack and self.stack[-1].module is not module:
+                self.stack.pop()
+            if not self.stack:
+                return
+            row = self.stack.pop()
+            if kwargs:
+                shapes, sources = self._shapes_and_sources(kwargs)
+                row.input_shapes += shapes
+                row.inputs_from += sources
+            self._produced(output, row, keep_inner=True)
+            row.module = None
+        finally:
+            self._busy = False
+
+    # -- functions ------------------------------------------------------------------------------
+    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
+        kwargs = kwargs or {}
+        if self._busy:
+            return func(*args, **kwargs)
+        if func is _LINEAR and self.repair_linear:
+            repaired = self._repair_linear(args, kwargs)
+            if repaired is not None:
+                return repaired
+        try:
+            out = func(*args, **kwargs)
+        except Exception:
+            caller = _direct_caller(sys._getframe(1))
+            if caller is not None:
+                self._failed_fn = self._function_row(func, args, kwargs, None, caller)
+                self._failed_fn.failed = True
+            raise
+        if not has_tensor(out):
+            return out
+        caller = _direct_caller(sys._getframe(1))
+        if caller is not None:
+            self._function_row(func, args, kwargs, out, caller)
+        return out
+
+    def _function_row(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any,
+                      caller: FrameType) -> _Pending:
+        name, op = op_label(func)
+        shapes, sources = self._shapes_and_sources((args, kwargs))
+        parent = self.stack[-1] if self.stack else None
+        params = sum(a.numel() for a in iter_tensors((args, kwargs)) if isinstance(a, nn.Parameter))
+        literal = {"args": [jsonable(a) for a in args]}
+        if kwargs:
+            literal["kwargs"] = {k: jsonable(v) for k, v in kwargs.items()}
+        row = _Pending(
+            index=len(self.rows), kind="function", name=name, op=op, depth=len(self.stack),
+            input_shapes=shapes, params=params, source=_where(caller),
+            parent=parent.index if parent else None, inputs_from=sources, attrs=literal,
+        )
+        self.rows.append(row)
+        if out is not None:
+            self._produced(out, row, keep_inner=False)
+        return row
+
+    def _repair_linear(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor | None:
+        x = args[0] if args else kwargs.get("input")
+        weight = args[1] if len(args) > 1 else kwargs.get("weight")
+        if not isinstance(x, torch.Tensor) or not isinstance(weight, torch.Tensor) or x.dim() == 0:
+            return None
+        if x.shape[-1] == weight.shape[-1]:
+            return None
+        if self.stack:
+            self.repaired[self.stack[-1].index] = int(x.shape[-1])
+        return x.new_zeros((*x.shape[:-1], weight.shape[0]))
+
+    # -- failure --------------------------------------------------------------------------------
+    def failure(self, exc: BaseException) -> Failure:
+        """Describe why the forward pass stopped, marking the failing row."""
+        fn = self._failed_fn if self._failed_fn is not None and self.rows[-1] is self._failed_fn else None
+        layer = self.stack[-1] if self.stack else None
+        # The user's innermost line in the traceback: where their code was when it failed.
+        tb, user_tb = exc.__traceback__, None
+        while tb is not None:
+            if not tb.tb_frame.f_code.co_filename.startswith((_TORCH_DIR, _OWN_DIR)):
+                user_tb = tb
+            tb = tb.tb_next
+        source = (f"{os.path.basename(user_tb.tb_frame.f_code.co_filename)}:{user_tb.tb_lineno}"
+                  if user_tb is not None else None)
+        message = str(exc).strip() or type(exc).__name__
+        first_line = message.splitlines()[0]
+        if fn is not None:
+            fn.failed = True
+            received = fn.input_shapes
+            shapes = ", ".join(_fmt(s) for s in received)
+            return Failure(
+                summary=f"{fn.op} at {fn.source} failed on input {shapes}: {first_line}",
+                message=message, error_type=type(exc).__name__, row=fn.index,
+                module=layer.name if layer else None, layer_type=layer.op if layer else None,
+                received=received, source=fn.source,
+            )
+        if layer is None:
+            return Failure(summary=f"the forward pass failed before any layer ran: {first_line}",
+                           message=message, error_type=type(exc).__name__, row=None, module=None,
+                           layer_type=None, source=source)
+        layer.failed = True
+        mismatch = diagnose.check_layer(layer.op, layer.attrs, layer.input_shapes)
+        label = f"{layer.name or 'the model'} ({layer.op})"
+        if mismatch is not None:
+            summary = f"{label} expects {mismatch.expected}, received {mismatch.received}"
+        else:
+            shapes = ", ".join(_fmt(s) for s in layer.input_shapes) or "no tensors"
+            summary = f"{label} failed on input {shapes}: {first_line}"
+        return Failure(
+            summary=summary, message=message, error_type=type(exc).__name__, row=layer.index,
+            module=layer.name, layer_type=layer.op, received=layer.input_shapes,
+            expected=mismatch.expected if mismatch else None, fix=mismatch.fix if mismatch else None,
+            source=source if layer.kind == "module" and layer.depth > 0 else source,
+        )
+
+    def frozen_rows(self) -> tuple[Row, ...]:
+        return tuple(r.freeze() for r in self.rows)
+
+
+def _fmt(shape: Shape) -> str:
+    return "[" + ", ".join(map(str, shape)) + "]"
