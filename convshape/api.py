@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,25 @@ def to_spec(value: InputLike) -> InputSpec | torch.Tensor:
         return InputSpec(tuple(value))
     raise InputSpecError(f"input {value!r}: expected a shape string like '64x784', a tuple of ints, "
                          "or a tensor")
+
+
+def check_arity(model: nn.Module, count: int) -> None:
+    """Say clearly when the number of inputs does not fit ``forward``'s positional arguments."""
+    try:
+        sig = inspect.signature(model.forward)
+    except (TypeError, ValueError):
+        return
+    positional = [p for p in sig.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p.name for p in positional if p.default is p.empty]
+    variadic = any(p.kind is p.VAR_POSITIONAL for p in sig.parameters.values())
+    if len(required) <= count and (variadic or count <= len(positional)):
+        return
+    names = ", ".join(p.name for p in positional)
+    want = f"{len(required)}" if len(required) == len(positional) else f"{len(required)} to {len(positional)}"
+    raise InputSpecError(
+        f"{type(model).__name__}.forward({names}) takes {want} input(s), got {count}; "
+        "give one --input SHAPE per argument, e.g. --input 64x784 (or 2x16:int64 for token ids)"
+    )
 
 
 def make_input(spec: InputSpec, device: torch.device) -> torch.Tensor:
@@ -74,6 +94,7 @@ def trace_model(model: nn.Module, *inputs: InputLike, device: str | torch.device
     target = torch.device(parse_device(str(device))) if device is not None else model_device(model)
     _move(model, target)
     specs = [to_spec(v) for v in inputs]
+    check_arity(model, len(specs))
     tensors = [s.to(target) if isinstance(s, torch.Tensor) else make_input(s, target) for s in specs]
     infos = tuple(TensorInfo(tuple(t.shape), dtype_name(t.dtype)) for t in tensors)
     name = label or type(model).__name__

@@ -74,10 +74,13 @@ def check_linear(rows: tuple[Row, ...], row: Row) -> LinearCheck:
     incoming = row.input_shapes[0] if row.input_shapes else ()
     required = incoming[-1] if incoming else 0
     ok = declared is None or declared == required
+    src = row.inputs_from[0] if row.inputs_from else None
+    producer = rows[src] if src is not None else None
     return LinearCheck(
         name=row.name, type=row.op, declared=declared, required=required, ok=ok, incoming_shape=incoming,
         out_features=row.attrs.get("out_features", 0), flattened_from=flatten_origin(rows, row),
         fix=None if ok else constructor("Linear", row.attrs, in_features=required),
+        produced_by=_label(producer) if producer else None, produced_at=producer.source if producer else None,
     )
 
 

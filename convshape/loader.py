@@ -31,20 +31,13 @@ class LoadedModel:
     how: str  # "the only nn.Module subclass defined in mnist_net.py"
 
 
-def _user_line(exc: BaseException, path: str | None) -> str:
-    """The innermost traceback line in the user's code (the file itself when known)."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    own = os.path.dirname(os.path.abspath(__file__))
-    torch_dir = os.path.dirname(torch.__file__)
+def _user_line(exc: BaseException) -> str:
+    """The innermost traceback line in the user's code (not convshape's, torch's or importlib's)."""
+    skip = (os.path.dirname(os.path.abspath(__file__)), os.path.dirname(torch.__file__), "<frozen")
     chosen = None
-    for fs in frames:
-        fname = os.path.abspath(fs.filename)
-        if (path and fname == os.path.abspath(path)) or (not path and not fname.startswith((own, torch_dir)) and "importlib" not in fname):
+    for fs in traceback.extract_tb(exc.__traceback__):
+        if not fs.filename.startswith(skip) and not os.path.abspath(fs.filename).startswith(skip):
             chosen = fs
-    if chosen is None:
-        for fs in frames:
-            if not os.path.abspath(fs.filename).startswith((own, torch_dir)):
-                chosen = fs
     if chosen is None:
         return ""
     where = f"{os.path.basename(chosen.filename)}:{chosen.lineno}"
@@ -62,7 +55,8 @@ def _import_file(ref: ModelRef) -> ModuleType:
                         "or an importable package.module:Name")
     path = os.path.abspath(path)
     stem = os.path.splitext(os.path.basename(path))[0]
-    mod_name = stem if stem.isidentifier() and stem not in sys.modules else f"_convshape_user_{abs(hash(path))}"
+    fresh = stem.isidentifier() and stem not in sys.modules
+    mod_name = stem if fresh else f"_convshape_user_{abs(hash(path))}"
     directory = os.path.dirname(path)
     if directory not in sys.path:
         sys.path.insert(0, directory)
@@ -80,7 +74,7 @@ def _import_file(ref: ModelRef) -> ModuleType:
         raise LoadError(f"syntax error in {where}: {e.msg}" + (f"\n    {text}" if text else "")) from e
     except Exception as e:
         sys.modules.pop(mod_name, None)
-        line = _user_line(e, path)
+        line = _user_line(e)
         raise LoadError(f"importing {os.path.basename(path)} raised {type(e).__name__}: {e}"
                         + (f"\n  at {line}" if line else "")) from e
     return module
@@ -95,7 +89,7 @@ def _import_module(ref: ModelRef) -> ModuleType:
                             "importable package.module:Name") from e
         raise LoadError(f"importing {ref.target} raised ModuleNotFoundError: {e}") from e
     except Exception as e:
-        line = _user_line(e, None)
+        line = _user_line(e)
         raise LoadError(f"importing {ref.target} raised {type(e).__name__}: {e}"
                         + (f"\n  at {line}" if line else "")) from e
 
@@ -155,6 +149,9 @@ def load_model(ref: ModelRef, device: str | None = None) -> LoadedModel:
         obj, chosen, how = getattr(module, ref.name), ref.name, f"{ref.name}, named in MODEL"
     else:
         classes = [n for n, k in found.items() if k == "nn.Module subclass"]
+        if not found:
+            raise LoadError(f"{label} defines no nn.Module subclass, instance or factory function; "
+                            "expected a file with e.g. `class Net(nn.Module): ...`")
         if len(classes) != 1:
             what = "several nn.Module subclasses" if classes else "no nn.Module subclass"
             hint = f"{ref.target}:{classes[0] if classes else 'Name'}"
@@ -162,26 +159,27 @@ def load_model(ref: ModelRef, device: str | None = None) -> LoadedModel:
         chosen = classes[0]
         obj, how = getattr(module, chosen), f"{chosen}, the only nn.Module subclass defined in {label}"
     label = f"{label}:{chosen}"
-    built = _build(obj, ref.kwargs, label, ref.target if ref.is_file else None, device)
+    built = _build(obj, ref.kwargs, label, device)
     return LoadedModel(built, label, how)
 
 
-def _build(obj: Any, kwargs: dict[str, Any], label: str, path: str | None, device: str | None) -> nn.Module:
+def _build(obj: Any, kwargs: dict[str, Any], label: str, device: str | None) -> nn.Module:
     if isinstance(obj, nn.Module):
         if kwargs:
             raise LoadError(f"{label} is an nn.Module instance, already built; --arg does not apply")
         return obj
     if not callable(obj):
-        raise LoadError(f"{label} is a {type(obj).__name__}, not an nn.Module subclass, instance or factory")
+        raise LoadError(f"{label} is a value of type {type(obj).__name__}, "
+                        "not an nn.Module subclass, instance or factory")
     _check_signature(obj, kwargs, label)
     context = torch.device(device) if device else nullcontext()
     try:
         with context:
             built = obj(**kwargs)
     except Exception as e:
-        line = _user_line(e, path)
+        line = _user_line(e)
         raise LoadError(f"building {label} raised {type(e).__name__}: {e}"
                         + (f"\n  at {line}" if line else "")) from e
     if not isinstance(built, nn.Module):
-        raise LoadError(f"{label} returned a {type(built).__name__}, not an nn.Module")
+        raise LoadError(f"{label} returned a value of type {type(built).__name__}, not an nn.Module")
     return built

@@ -154,6 +154,7 @@ class ParamReport:
     parameters: tuple[ParamRecord, ...]
     modules: tuple[ModuleSubtotal, ...]
     totals: Totals
+    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -162,6 +163,7 @@ class ParamReport:
             "parameters": [p.to_dict() for p in self.parameters],
             "modules": [m.to_dict() for m in self.modules],
             "totals": self.totals.to_dict(),
+            "notes": list(self.notes),
         }
 
 
@@ -191,6 +193,8 @@ class LinearCheck:
     out_features: int
     flattened_from: FlattenOrigin | None
     fix: str | None
+    produced_by: str | None = None  # the op or layer whose output this Linear receives
+    produced_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = _lists(asdict(self))

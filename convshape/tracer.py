@@ -21,10 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules import module as nn_module
+from torch.nn.parameter import UninitializedParameter
 from torch.overrides import TorchFunctionMode
 
 from . import diagnose
 from .oplabels import op_label
+from .params import numel
 from .records import Failure, Row, Shape
 from .tensors import dtype_name, has_tensor, iter_tensors, jsonable
 
@@ -71,12 +73,15 @@ def _where(frame: FrameType | None) -> str | None:
     return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
 
 
-def user_frame(frame: FrameType | None) -> FrameType | None:
-    """The first frame outside torch and convshape (the user's line that led here)."""
+_MODULE_MACHINERY = os.path.join(_TORCH_DIR, "nn", "modules", "module.py")
+
+
+def _module_caller(frame: FrameType | None) -> FrameType | None:
+    """The user frame that called a module, or None when torch's code (a Sequential) called it."""
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not filename.startswith((_TORCH_DIR, _OWN_DIR)):
-            return frame
+        if filename != _MODULE_MACHINERY and not filename.startswith(_OWN_DIR):
+            return None if filename.startswith(_TORCH_DIR) else frame
         frame = frame.f_back
     return None
 
@@ -182,7 +187,11 @@ class Recorder(TorchFunctionMode):
     def _params_of(self, module: nn.Module) -> int:
         key = id(module)
         if key not in self._param_counts:
-            self._param_counts[key] = sum(p.numel() for p in module.parameters())
+            params = list(module.parameters())
+            count = sum(numel(p) for p in params)
+            if any(isinstance(p, UninitializedParameter) for p in params):
+                return count  # a lazy layer: counted again once its forward has sized it
+            self._param_counts[key] = count
         return self._param_counts[key]
 
     # -- module hooks ---------------------------------------------------------------------------
@@ -202,7 +211,7 @@ class Recorder(TorchFunctionMode):
                 name=name if name is not None else f"<{type(module).__name__}>",
                 op=type(module).__name__, depth=len(self.stack), input_shapes=shapes,
                 params=self._params_of(module),
-                source=_where(user_frame(sys._getframe(2))) if parent is not None else None,
+                source=_where(_module_caller(sys._getframe(2))) if parent is not None else None,
                 parent=parent.index if parent else None, inputs_from=sources, call=call,
                 module=module, attrs=layer_attrs(module),
             )
@@ -223,6 +232,8 @@ class Recorder(TorchFunctionMode):
             if not self.stack:
                 return
             row = self.stack.pop()
+            if row.op.startswith("Lazy") or id(module) not in self._param_counts:
+                row.params = self._params_of(module)
             if kwargs:
                 shapes, sources = self._shapes_and_sources(kwargs)
                 row.input_shapes += shapes
@@ -328,7 +339,7 @@ class Recorder(TorchFunctionMode):
             summary=summary, message=message, error_type=type(exc).__name__, row=layer.index,
             module=layer.name, layer_type=layer.op, received=layer.input_shapes,
             expected=mismatch.expected if mismatch else None, fix=mismatch.fix if mismatch else None,
-            source=source if layer.kind == "module" and layer.depth > 0 else source,
+            source=source,
         )
 
     def frozen_rows(self) -> tuple[Row, ...]:

@@ -10,5 +10,27 @@ class _Report(Protocol):
     def to_dict(self) -> dict[str, Any]: ...
 
 
+def _flat(value: Any) -> bool:
+    """Scalars, and lists of scalars or of scalar lists (shapes, lists of shapes), stay on one line."""
+    if isinstance(value, list):
+        return all(not isinstance(v, (list, dict)) or (isinstance(v, list) and all(
+            not isinstance(x, (list, dict)) for x in v)) for v in value)
+    return not isinstance(value, dict)
+
+
+def _dump(value: Any, indent: int) -> str:
+    if _flat(value):
+        return json.dumps(value)
+    pad, inner = "  " * indent, "  " * (indent + 1)
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        items = [f"{inner}{json.dumps(k)}: {_dump(v, indent + 1)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    items = [f"{inner}{_dump(v, indent + 1)}" for v in value]
+    return "[\n" + ",\n".join(items) + f"\n{pad}]"
+
+
 def to_json(report: _Report) -> str:
-    return json.dumps(report.to_dict(), indent=2)
+    """Indented JSON with shapes and lists of shapes kept on one line each."""
+    return _dump(report.to_dict(), 0)

@@ -25,7 +25,7 @@ def failure_text(failure: Failure) -> Text:
     text = Text()
     text.append("✗ ", style="bold red")
     text.append(failure.summary, style="bold")
-    if failure.fix:
+    if failure.fix and failure.fix not in failure.summary:
         text.append("\n  fix: ", style="green")
         text.append(failure.fix)
     if failure.source:
@@ -100,6 +100,8 @@ def fc_table(report: FcReport) -> RenderableType:
             where = f"{describe_origin(c.required, origin)}, flattened by {origin.flatten_op}"
             if origin.flatten_source:
                 where += f" at {origin.flatten_source}"
+        elif c.produced_by:
+            where = f"{c.required} from {c.produced_by}" + (f" at {c.produced_at}" if c.produced_at else "")
         table.add_row(
             Text.assemble(f"{c.name} ", status),
             "lazy" if c.declared is None else str(c.declared), str(c.required), shape_text(c.incoming_shape),

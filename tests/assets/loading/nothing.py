@@ -1,0 +1,3 @@
+from torch import nn  # imports nn.Module subclasses, defines none
+
+Linear = nn.Linear

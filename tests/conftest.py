@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+ASSETS = Path(__file__).resolve().parent / "assets"
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--overwrite", action="store_true", help="Rewrite the golden files from the current output.")
+
+
+@pytest.fixture
+def overwrite(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--overwrite"))
+
+
+def load_file(path: Path) -> Any:
+    """Import a model file the way a test wants it: as a fresh module object."""
+    name = f"_test_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def tensor_shapes(value: Any) -> list[tuple[int, ...]]:
+    """Every tensor's shape in a nested output, in order: torch's truth, independent of convshape."""
+    if isinstance(value, torch.Tensor):
+        return [tuple(value.shape)]
+    if isinstance(value, (tuple, list)):
+        return [s for v in value for s in tensor_shapes(v)]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in tensor_shapes(v)]
+    return []
+
+
+def torch_module_calls(model: nn.Module, *inputs: torch.Tensor) -> list[dict[str, Any]]:
+    """Ground truth from plain per-module forward hooks: one entry per call, in call order."""
+    names = {id(m): n for n, m in model.named_modules(remove_duplicate=False)}
+    calls: list[dict[str, Any]] = []
+    open_calls: list[dict[str, Any]] = []
+    handles = []
+
+    def pre(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        entry = {"name": names[id(module)], "type": type(module).__name__,
+                 "in": tensor_shapes((args, kwargs)), "out": None}
+        calls.append(entry)
+        open_calls.append(entry)
+
+    def post(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        open_calls.pop()["out"] = tensor_shapes(output)
+
+    for m in model.modules():
+        handles.append(m.register_forward_pre_hook(pre, with_kwargs=True))
+        handles.append(m.register_forward_hook(post))
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(*inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return calls
+
+
+def unique_numel(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())  # parameters() already skips tied duplicates
+
+
+def line_of(path: Path, snippet: str, occurrence: int | None = None) -> str:
+    """``file.py:N`` for the line of ``path`` containing ``snippet`` (the only one, or the n-th)."""
+    hits = [i for i, line in enumerate(path.read_text().splitlines(), 1) if snippet in line]
+    if occurrence is None:
+        assert len(hits) == 1, (snippet, hits)
+        occurrence = 0
+    return f"{path.name}:{hits[occurrence]}"
