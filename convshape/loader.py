@@ -12,7 +12,8 @@ import inspect
 import os
 import sys
 import traceback
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -25,10 +26,59 @@ from .spec import ModelRef
 
 
 @dataclass
+class ModelSource:
+    """The chosen class, factory or instance, ready to build as many times as needed."""
+
+    obj: Any
+    kwargs: dict[str, Any]
+    label: str  # "mnist_net.py:M"
+    how: str  # "M, the only nn.Module subclass defined in mnist_net.py"
+
+    @property
+    def is_instance(self) -> bool:
+        return isinstance(self.obj, nn.Module)
+
+    def build(self, device: str | None = None, skip_init: bool = False) -> nn.Module:
+        """Build the model under ``torch.device(device)``; ``skip_init`` leaves weights uninitialized.
+
+        On meta, initialization is always skipped: meta tensors hold no values, and an init op
+        such as ``normal_`` would be the process's first meta op, which costs about a second.
+        """
+        return _build(self.obj, self.kwargs, self.label, device, skip_init or device == "meta")
+
+
+@dataclass
 class LoadedModel:
     module: nn.Module
-    label: str  # "mnist_net.py:M"
-    how: str  # "the only nn.Module subclass defined in mnist_net.py"
+    label: str
+    how: str
+
+
+_INIT_FUNCTIONS = (
+    "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+    "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "sparse_",
+)  # fmt: skip
+
+
+@contextmanager
+def skipped_init() -> Iterator[None]:
+    """Make ``torch.nn.init`` a no-op while a model is built: shapes don't need initial values.
+
+    Parameters keep whatever their memory held; buffers, which models fill with explicit values
+    (position ids, masks, running statistics), are unaffected.
+    """
+    saved = {name: getattr(nn.init, name) for name in _INIT_FUNCTIONS if hasattr(nn.init, name)}
+    try:
+        for name in saved:
+            setattr(nn.init, name, _keep)
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(nn.init, name, fn)
+
+
+def _keep(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    return tensor
 
 
 def _user_line(exc: BaseException) -> str:
@@ -138,8 +188,8 @@ def _check_signature(obj: Any, kwargs: dict[str, Any], label: str) -> None:
                         f"pass them as {example} (values are Python literals)")
 
 
-def load_model(ref: ModelRef, device: str | None = None) -> LoadedModel:
-    """Import the file or module of ``ref``, pick the model, and build it (under ``device`` if given)."""
+def resolve(ref: ModelRef) -> ModelSource:
+    """Import the file or module of ``ref`` and pick the model in it, saying how it was chosen."""
     module = _import_file(ref) if ref.is_file else _import_module(ref)
     label = os.path.basename(ref.target) if ref.is_file else ref.target
     found = _candidates(module)
@@ -154,27 +204,35 @@ def load_model(ref: ModelRef, device: str | None = None) -> LoadedModel:
                             "expected a file with e.g. `class Net(nn.Module): ...`")
         if len(classes) != 1:
             what = "several nn.Module subclasses" if classes else "no nn.Module subclass"
-            hint = f"{ref.target}:{classes[0] if classes else 'Name'}"
+            # Models are usually defined bottom-up: the last class is the likeliest whole model.
+            hint = f"{ref.target}:{classes[-1] if classes else 'Name'}"
             raise LoadError(f"{label} defines {what}; choose one as {hint}. {_describe(found, label)}")
         chosen = classes[0]
         obj, how = getattr(module, chosen), f"{chosen}, the only nn.Module subclass defined in {label}"
     label = f"{label}:{chosen}"
-    built = _build(obj, ref.kwargs, label, device)
-    return LoadedModel(built, label, how)
-
-
-def _build(obj: Any, kwargs: dict[str, Any], label: str, device: str | None) -> nn.Module:
     if isinstance(obj, nn.Module):
-        if kwargs:
+        if ref.kwargs:
             raise LoadError(f"{label} is an nn.Module instance, already built; --arg does not apply")
-        return obj
-    if not callable(obj):
+    elif not callable(obj):
         raise LoadError(f"{label} is a value of type {type(obj).__name__}, "
                         "not an nn.Module subclass, instance or factory")
-    _check_signature(obj, kwargs, label)
+    else:
+        _check_signature(obj, ref.kwargs, label)
+    return ModelSource(obj, dict(ref.kwargs), label, how)
+
+
+def load_model(ref: ModelRef, device: str | None = None) -> LoadedModel:
+    """Import, pick and build the model of ``ref`` (under ``device`` if given)."""
+    source = resolve(ref)
+    return LoadedModel(source.build(device), source.label, source.how)
+
+
+def _build(obj: Any, kwargs: dict[str, Any], label: str, device: str | None, skip_init: bool) -> nn.Module:
+    if isinstance(obj, nn.Module):
+        return obj
     context = torch.device(device) if device else nullcontext()
     try:
-        with context:
+        with context, skipped_init() if skip_init else nullcontext():
             built = obj(**kwargs)
     except Exception as e:
         line = _user_line(e)

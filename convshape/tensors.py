@@ -20,6 +20,24 @@ def iter_tensors(value: Any) -> Iterator[torch.Tensor]:
             yield from iter_tensors(item)
 
 
+def tensors_in(value: Any, out: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+    """Every tensor in ``value`` as a list, in order: a faster, non-generator :func:`iter_tensors`."""
+    if out is None:
+        out = []
+    if isinstance(value, torch.Tensor):
+        out.append(value)
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            if isinstance(item, torch.Tensor):
+                out.append(item)
+            elif isinstance(item, (tuple, list, dict)):
+                tensors_in(item, out)
+    elif isinstance(value, dict):
+        for item in value.values():
+            tensors_in(item, out)
+    return out
+
+
 def has_tensor(value: Any) -> bool:
     if isinstance(value, torch.Tensor):
         return True
@@ -36,6 +54,8 @@ def jsonable(value: Any) -> Any:
     """A literal call argument as JSON-able data; tensors and other objects become None."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
+    if isinstance(value, torch.Tensor):
+        return None
     if isinstance(value, torch.Size):
         return list(value)
     if isinstance(value, (tuple, list)):

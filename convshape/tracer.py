@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import weakref
 from dataclasses import dataclass, field
 from types import FrameType, TracebackType
@@ -28,7 +29,7 @@ from . import diagnose
 from .oplabels import op_label
 from .params import numel
 from .records import Failure, Row, Shape
-from .tensors import dtype_name, has_tensor, iter_tensors, jsonable
+from .tensors import dtype_name, has_tensor, jsonable, tensors_in
 
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
 _OWN_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -38,9 +39,18 @@ _THIN_WRAPPERS = tuple(
     for p in ("overrides.py", "_jit_internal.py", "nn/functional.py", "functional.py", "_tensor.py")
 )
 _LINEAR = F.linear
+_NO_TORCH_FUNCTION = torch._C.DisableTorchFunction
+_DTYPE_NAMES: dict[torch.dtype, str] = {}
 
 
-@dataclass(eq=False)
+def _dtype_name(dtype: torch.dtype) -> str:
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = dtype_name(dtype)
+    return name
+
+
+@dataclass(eq=False, slots=True)
 class _Pending:
     """A row under construction; frozen into a :class:`Row` once the trace ends."""
 
@@ -67,10 +77,17 @@ class _Pending:
                    self.inputs_from, self.call, self.failed, self.attrs)
 
 
+_BASENAMES: dict[str, str] = {}
+
+
 def _where(frame: FrameType | None) -> str | None:
     if frame is None:
         return None
-    return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+    filename = frame.f_code.co_filename
+    base = _BASENAMES.get(filename)
+    if base is None:
+        base = _BASENAMES[filename] = os.path.basename(filename)
+    return f"{base}:{frame.f_lineno}"
 
 
 _MODULE_MACHINERY = os.path.join(_TORCH_DIR, "nn", "modules", "module.py")
@@ -106,17 +123,23 @@ def _direct_caller(frame: FrameType | None) -> FrameType | None:
 
 
 def layer_attrs(module: nn.Module) -> dict[str, Any]:
+    """The constructor arguments users reason about, read from the instance's own attributes."""
+    own = vars(module)  # plain attributes only: no Module.__getattr__ (and its AttributeError) per miss
     attrs: dict[str, Any] = {}
     for key in diagnose.LAYER_ATTRS:
-        value = getattr(module, key, None)
-        if isinstance(value, (bool, int, float, str, tuple, list)) and not isinstance(value, nn.Module):
+        value = own.get(key)
+        if isinstance(value, (bool, int, float, str, tuple, list)):
             attrs[key] = jsonable(value)
-    bias = getattr(module, "bias", "absent")
-    if isinstance(bias, bool):
-        attrs["bias"] = bias
-    elif bias is None or isinstance(bias, torch.Tensor):
-        attrs["bias"] = bias is not None
+    if "bias" in own and isinstance(own["bias"], bool):
+        attrs["bias"] = own["bias"]  # nn.LSTM keeps a bool
+    elif "bias" in module._parameters:
+        attrs["bias"] = module._parameters["bias"] is not None
     return attrs
+
+
+class OverBudget(BaseException):
+    """Raised from inside a forward pass that ran past its time budget (not an Exception, so a
+    model's own ``except Exception`` cannot swallow it)."""
 
 
 class Recorder(TorchFunctionMode):
@@ -126,8 +149,9 @@ class Recorder(TorchFunctionMode):
     of the declared ``out_features`` instead of failing, so one run reaches every Linear.
     """
 
-    def __init__(self, root: nn.Module, repair_linear: bool = False) -> None:
+    def __init__(self, root: nn.Module, repair_linear: bool = False, deadline: float | None = None) -> None:
         super().__init__()
+        self.deadline = deadline  # time.perf_counter() value past which the pass gives up
         self.names = {id(m): name for name, m in root.named_modules(remove_duplicate=False)}
         self.repair_linear = repair_linear
         self.rows: list[_Pending] = []
@@ -135,7 +159,11 @@ class Recorder(TorchFunctionMode):
         self.repaired: dict[int, int] = {}  # row index -> in_features the layer actually received
         self._producers: dict[int, tuple[weakref.ref[torch.Tensor], int]] = {}
         self._calls: dict[int, int] = {}
+        # Counted before the mode is active: hashing parameters under a TorchFunctionMode is slow.
         self._param_counts: dict[int, int] = {}
+        for module in root.modules():
+            self._params_of(module)
+        self._attrs: dict[int, dict[str, Any]] = {}
         self._busy = False
         self._failed_fn: _Pending | None = None
         self._handles: list[Any] = []
@@ -165,19 +193,20 @@ class Recorder(TorchFunctionMode):
         self._handles = []
 
     # -- bookkeeping --------------------------------------------------------------------------
-    def _shapes_and_sources(self, value: Any) -> tuple[tuple[Shape, ...], tuple[int | None, ...]]:
+    def _shapes_and_sources(self, tensors: list[torch.Tensor]) -> tuple[tuple[Shape, ...], tuple[int | None, ...]]:
+        producers = self._producers
         shapes, sources = [], []
-        for t in iter_tensors(value):
+        for t in tensors:
             shapes.append(tuple(t.shape))
-            entry = self._producers.get(id(t))
+            entry = producers.get(id(t))
             sources.append(entry[1] if entry is not None and entry[0]() is t else None)
         return tuple(shapes), tuple(sources)
 
     def _produced(self, value: Any, row: _Pending, keep_inner: bool) -> None:
         shapes, dtypes = [], []
-        for t in iter_tensors(value):
+        for t in tensors_in(value):
             shapes.append(tuple(t.shape))
-            dtypes.append(dtype_name(t.dtype))
+            dtypes.append(_dtype_name(t.dtype))
             entry = self._producers.get(id(t))
             if keep_inner and entry is not None and entry[0]() is t and entry[1] > row.index:
                 continue  # made by a layer inside this one: the inner one is the more useful origin
@@ -198,27 +227,42 @@ class Recorder(TorchFunctionMode):
     def _before_module(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         if self._busy:
             return
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            raise OverBudget
         self._busy = True
         try:
-            shapes, sources = self._shapes_and_sources(args)
-            key = id(module)
-            call = self._calls.get(key, 0)
-            self._calls[key] = call + 1
-            name = self.names.get(key)
-            parent = self.stack[-1] if self.stack else None
-            row = _Pending(
-                index=len(self.rows), kind="module",
-                name=name if name is not None else f"<{type(module).__name__}>",
-                op=type(module).__name__, depth=len(self.stack), input_shapes=shapes,
-                params=self._params_of(module),
-                source=_where(_module_caller(sys._getframe(2))) if parent is not None else None,
-                parent=parent.index if parent else None, inputs_from=sources, call=call,
-                module=module, attrs=layer_attrs(module),
-            )
-            self.rows.append(row)
-            self.stack.append(row)
+            with _NO_TORCH_FUNCTION():  # plain attribute access: t.shape would dispatch to this mode
+                self._enter_module(module, args)
         finally:
             self._busy = False
+
+    def _enter_module(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        shapes, sources = self._shapes_and_sources(tensors_in(args))
+        key = id(module)
+        call = self._calls.get(key, 0)
+        self._calls[key] = call + 1
+        name = self.names.get(key)
+        parent = self.stack[-1] if self.stack else None
+        row = _Pending(
+            index=len(self.rows), kind="module",
+            name=name if name is not None else f"<{type(module).__name__}>",
+            op=type(module).__name__, depth=len(self.stack), input_shapes=shapes,
+            params=self._params_of(module),
+            source=_where(_module_caller(sys._getframe(2))) if parent is not None else None,
+            parent=parent.index if parent else None, inputs_from=sources, call=call,
+            module=module, attrs=self._attrs_of(module),
+        )
+        self.rows.append(row)
+        self.stack.append(row)
+
+    def _attrs_of(self, module: nn.Module) -> dict[str, Any]:
+        if type(module).__name__.startswith("Lazy"):
+            return layer_attrs(module)  # changes when the first forward sizes the layer
+        key = id(module)
+        attrs = self._attrs.get(key)
+        if attrs is None:
+            attrs = self._attrs[key] = layer_attrs(module)
+        return attrs
 
     def _after_module(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
                       output: Any) -> None:
@@ -226,22 +270,26 @@ class Recorder(TorchFunctionMode):
             return
         self._busy = True
         try:
-            # Pop rows whose modules raised and were caught by the user's code on the way here.
-            while self.stack and self.stack[-1].module is not module:
-                self.stack.pop()
-            if not self.stack:
-                return
-            row = self.stack.pop()
-            if row.op.startswith("Lazy") or id(module) not in self._param_counts:
-                row.params = self._params_of(module)
-            if kwargs:
-                shapes, sources = self._shapes_and_sources(kwargs)
-                row.input_shapes += shapes
-                row.inputs_from += sources
-            self._produced(output, row, keep_inner=True)
-            row.module = None
+            with _NO_TORCH_FUNCTION():
+                self._leave_module(module, kwargs, output)
         finally:
             self._busy = False
+
+    def _leave_module(self, module: nn.Module, kwargs: dict[str, Any], output: Any) -> None:
+        # Pop rows whose modules raised and were caught by the user's code on the way here.
+        while self.stack and self.stack[-1].module is not module:
+            self.stack.pop()
+        if not self.stack:
+            return
+        row = self.stack.pop()
+        if row.op.startswith("Lazy") or id(module) not in self._param_counts:
+            row.params = self._params_of(module)
+        if kwargs:
+            shapes, sources = self._shapes_and_sources(tensors_in(kwargs))
+            row.input_shapes += shapes
+            row.inputs_from += sources
+        self._produced(output, row, keep_inner=True)
+        row.module = None
 
     # -- functions ------------------------------------------------------------------------------
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
@@ -271,10 +319,13 @@ class Recorder(TorchFunctionMode):
     def _function_row(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any,
                       caller: FrameType) -> _Pending:
         name, op = op_label(func)
-        shapes, sources = self._shapes_and_sources((args, kwargs))
+        tensors = tensors_in(args)
+        if kwargs:
+            tensors_in(kwargs, tensors)
+        shapes, sources = self._shapes_and_sources(tensors)
         parent = self.stack[-1] if self.stack else None
-        params = sum(a.numel() for a in iter_tensors((args, kwargs)) if isinstance(a, nn.Parameter))
-        literal = {"args": [jsonable(a) for a in args]}
+        params = sum(a.numel() for a in tensors if isinstance(a, nn.Parameter))
+        literal: dict[str, Any] = {"args": [jsonable(a) for a in args]}
         if kwargs:
             literal["kwargs"] = {k: jsonable(v) for k, v in kwargs.items()}
         row = _Pending(

@@ -1,0 +1,108 @@
+"""Where to run the forward pass: ``--device auto`` picks what is fastest and still correct.
+
+Measured on torch 2.13 CPU (see benchmarks/): the first op on meta tensors in a process costs
+about 1.2 s (torch imports its meta registrations, Python reference kernels and torch._dynamo),
+while building a model on meta costs nothing and allocates no weights. So:
+
+1. Build the model on meta first: free, and it tells the parameter bytes without allocating them.
+2. A small model (at most ``SMALL_PARAM_BYTES`` of parameters, ``SMALL_INPUT_BYTES`` of inputs) is
+   rebuilt on the CPU with ``torch.nn.init`` skipped and traced there, within ``CPU_BUDGET_S``; a pass
+   that runs longer stops and the model is traced on meta instead (the most this costs is the budget).
+3. Any other model is traced on meta. If meta cannot run it (an op without a meta kernel,
+   data-dependent code such as ``.item()``, tensors made on a fixed device), it is rebuilt and traced
+   on the CPU, with a one-line note, but only when its parameters fit in the memory available.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+from .api import check_device, to_spec, trace_model
+from .errors import ConvshapeError, TraceError
+from .loader import ModelSource
+from .params import totals_of
+from .records import Trace
+from .spec import DTYPES, InputSpec
+from .tracer import OverBudget
+
+SMALL_PARAM_BYTES = 256 * 2**20
+SMALL_INPUT_BYTES = 64 * 2**20
+CPU_BUDGET_S = 1.0
+MEMORY_HEADROOM = 0.8  # use at most this share of the available memory on a fallback
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (MemAvailable on Linux), None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _input_bytes(specs: Sequence[InputSpec]) -> int:
+    import torch
+
+    total = 0
+    for spec in specs:
+        itemsize = getattr(torch, DTYPES[spec.dtype]).itemsize
+        n = 1
+        for d in spec.shape:
+            n *= d
+        total += n * itemsize
+    return total
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:,.1f} GB"
+
+
+def trace_source(source: ModelSource, specs: Sequence[InputSpec], device: str = "auto",
+                 repair_linear: bool = False) -> Trace:
+    """Build the model of ``source`` where ``device`` says (``auto``: see the module docstring) and trace it."""
+    import torch
+
+    inputs = [to_spec(s) for s in specs]
+    run: Callable[..., Trace] = lambda model, dev, **kw: trace_model(  # noqa: E731
+        model, *inputs, device=dev, label=source.label, repair_linear=repair_linear, **kw)
+    if source.is_instance:
+        return run(source.obj, None if device == "auto" else device)
+    if device != "auto":
+        check_device(torch.device(device))
+        return run(source.build(device), device)
+
+    meta_model = source.build("meta")
+    weights = totals_of(meta_model).bytes
+    data = _input_bytes(inputs)  # type: ignore[arg-type]
+    notes: list[str] = []
+    if weights <= SMALL_PARAM_BYTES and data <= SMALL_INPUT_BYTES:
+        try:
+            return run(source.build("cpu", skip_init=True), "cpu", budget_s=CPU_BUDGET_S)
+        except OverBudget:
+            notes.append(f"the cpu forward pass ran past {CPU_BUDGET_S:g} s; traced on meta instead")
+    try:
+        return run(meta_model, "meta", notes=notes)
+    except TraceError as e:
+        failure = e.trace.error
+        if failure is None or failure.expected is not None:
+            raise  # a diagnosed shape mismatch: meta's answer is the model's answer
+        where = f" at {failure.source}" if failure.source else ""
+        reason = f"{failure.error_type}: {failure.message.splitlines()[0][:160]}{where}"
+    free = available_memory()
+    if free is not None and weights + data > MEMORY_HEADROOM * free:
+        raise ConvshapeError(
+            f"meta cannot run this model ({reason}), and running it on the cpu would allocate "
+            f"{_gb(weights)} of parameters ({totals_of(meta_model).params:,} parameters) and {_gb(data)} of "
+            f"inputs, but only {_gb(free)} of memory is available; make the failing op meta-friendly "
+            "or use a machine with more memory"
+        )
+    notes.append(f"meta could not run this model ({reason}); traced on cpu instead")
+    del meta_model
+    return run(source.build("cpu", skip_init=True), "cpu", notes=notes)
