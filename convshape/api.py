@@ -93,8 +93,8 @@ def trace_model(model: nn.Module, *inputs: InputLike, device: str | torch.device
     """Run one forward pass of ``model`` with hooks and return every call as plain data.
 
     Each input is a shape string (``"64x784"``, ``"2x16:int64"``), a tuple of ints, or a tensor.
-    ``device`` defaults to where the model's parameters are (``"meta"`` traces without allocating
-    any weights); a model elsewhere is moved there. The model runs in eval mode under
+    ``device`` defaults to ``"auto"``: where the model's parameters are (``"meta"`` traces without
+    allocating any weights). Naming another device moves the model there. The model runs in eval mode under
     ``torch.no_grad()``, and its training flags are restored afterwards. On meta the pass also runs
     under ``torch.device("meta")``, so tensors the model creates itself land there too.
     ``budget_s`` stops a pass that runs longer (raising ``OverBudget``); ``notes`` are carried
@@ -104,7 +104,9 @@ def trace_model(model: nn.Module, *inputs: InputLike, device: str | torch.device
     attribute holds the rows recorded up to the failure and a diagnosis in ``trace.error``,
     and the original exception is chained as ``__cause__``.
     """
-    target = torch.device(parse_device(str(device))) if device is not None else model_device(model)
+    wanted = parse_device(str(device)) if device is not None else "auto"
+    # A built model stays where it is under "auto": on meta if it was built there, else its own device.
+    target = model_device(model) if wanted == "auto" else torch.device(wanted)
     check_device(target)
     _move(model, target)
     specs = [to_spec(v) for v in inputs]

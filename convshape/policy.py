@@ -60,8 +60,11 @@ def _input_bytes(specs: Sequence[InputSpec]) -> int:
     return total
 
 
-def _gb(n: int) -> str:
-    return f"{n / 1e9:,.1f} GB"
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n} B"
 
 
 def trace_source(source: ModelSource, specs: Sequence[InputSpec], device: str = "auto",
@@ -99,8 +102,8 @@ def trace_source(source: ModelSource, specs: Sequence[InputSpec], device: str = 
     if free is not None and weights + data > MEMORY_HEADROOM * free:
         raise ConvshapeError(
             f"meta cannot run this model ({reason}), and running it on the cpu would allocate "
-            f"{_gb(weights)} of parameters ({totals_of(meta_model).params:,} parameters) and {_gb(data)} of "
-            f"inputs, but only {_gb(free)} of memory is available; make the failing op meta-friendly "
+            f"{_size(weights)} of parameters ({totals_of(meta_model).params:,} parameters) and {_size(data)} of "
+            f"inputs, but only {_size(free)} of memory is available; make the failing op meta-friendly "
             "or use a machine with more memory"
         )
     notes.append(f"meta could not run this model ({reason}); traced on cpu instead")
