@@ -5,6 +5,7 @@ torch is imported inside the commands, so ``--help`` and argument errors answer 
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import sys
@@ -73,7 +74,7 @@ def _emit(renderable: Any, fmt: Format) -> None:
     if fmt is Format.json:
         sys.stdout.write(renderable + "\n")
     elif sys.stdout.isatty():
-        Console().print(renderable)
+        Console().print(renderable, soft_wrap=True)  # grids are laid out already: never re-wrap
     else:
         sys.stdout.write(to_text(renderable, width=140))
 
@@ -169,8 +170,7 @@ def fc_size(
 
                 raise InputSpecError(f"--layer {layer!r}: no nn.Linear of that name was reached; "
                                      f"the Linear layers are: {', '.join(names) or 'none'}")
-            report = type(report)(report.model, report.inputs,
-                                  tuple(c for c in report.layers if c.name == layer), report.error)
+            report = dataclasses.replace(report, layers=tuple(c for c in report.layers if c.name == layer))
     except ConvshapeError as e:
         _fail(e, debug)
     _emit(to_json(report) if fmt is Format.json else fc_table(report), fmt)

@@ -95,7 +95,7 @@ def fc_report(trace: Trace, layer: str | None = None) -> FcReport:
         check = check_linear(trace.rows, row)
         if row.name not in checks or (checks[row.name].ok and not check.ok):
             checks[row.name] = check
-    return FcReport(trace.model, trace.inputs, tuple(checks.values()), trace.error)
+    return FcReport(trace.model, trace.inputs, tuple(checks.values()), trace.error, trace.notes)
 
 
 def linear_names(trace: Trace) -> list[str]:

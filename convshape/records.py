@@ -208,6 +208,7 @@ class FcReport:
     inputs: tuple[TensorInfo, ...]
     layers: tuple[LinearCheck, ...]
     error: Failure | None = None
+    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -216,4 +217,5 @@ class FcReport:
             "inputs": [i.to_dict() for i in self.inputs],
             "layers": [layer.to_dict() for layer in self.layers],
             "error": self.error.to_dict() if self.error else None,
+            "notes": list(self.notes),
         }

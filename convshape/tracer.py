@@ -122,12 +122,15 @@ def _direct_caller(frame: FrameType | None) -> FrameType | None:
     return None
 
 
+_ATTR_ORDER = {key: i for i, key in enumerate(diagnose.LAYER_ATTRS)}
+
+
 def layer_attrs(module: nn.Module) -> dict[str, Any]:
     """The constructor arguments users reason about, read from the instance's own attributes."""
     own = vars(module)  # plain attributes only: no Module.__getattr__ (and its AttributeError) per miss
     attrs: dict[str, Any] = {}
-    for key in diagnose.LAYER_ATTRS:
-        value = own.get(key)
+    for key in sorted(own.keys() & _ATTR_ORDER.keys(), key=_ATTR_ORDER.__getitem__):
+        value = own[key]
         if isinstance(value, (bool, int, float, str, tuple, list)):
             attrs[key] = jsonable(value)
     if "bias" in own and isinstance(own["bias"], bool):
@@ -135,6 +138,41 @@ def layer_attrs(module: nn.Module) -> dict[str, Any]:
     elif "bias" in module._parameters:
         attrs["bias"] = module._parameters["bias"] is not None
     return attrs
+
+
+def subtree_param_counts(root: nn.Module) -> dict[int, int]:
+    """id(module) -> parameters in its subtree, each counted once; lazy modules are left out.
+
+    One bottom-up pass; a model that shares a parameter between modules is counted exactly, module by
+    module, since sums over children would count a shared tensor twice.
+    """
+    all_params = list(root.named_parameters(remove_duplicate=False))
+    shared = len({id(p) for _, p in all_params}) != len(all_params)
+    counts: dict[int, int] = {}
+    lazy: set[int] = set()
+
+    def visit(module: nn.Module) -> int:
+        key = id(module)
+        if key in counts:
+            return counts[key]
+        own = [p for p in module._parameters.values() if p is not None]
+        total = sum(numel(p) for p in own) + sum(visit(c) for c in module._modules.values() if c is not None)
+        if any(isinstance(p, UninitializedParameter) for p in own) or any(
+                id(c) in lazy for c in module._modules.values() if c is not None):
+            lazy.add(key)
+        counts[key] = total
+        return total
+
+    if shared:
+        for module in root.modules():
+            counts[id(module)] = sum(numel(p) for p in module.parameters())
+            if any(isinstance(p, UninitializedParameter) for p in module.parameters()):
+                lazy.add(id(module))
+    else:
+        visit(root)
+    for key in lazy:
+        del counts[key]  # counted once their forward has sized them
+    return counts
 
 
 class OverBudget(BaseException):
@@ -160,9 +198,7 @@ class Recorder(TorchFunctionMode):
         self._producers: dict[int, tuple[weakref.ref[torch.Tensor], int]] = {}
         self._calls: dict[int, int] = {}
         # Counted before the mode is active: hashing parameters under a TorchFunctionMode is slow.
-        self._param_counts: dict[int, int] = {}
-        for module in root.modules():
-            self._params_of(module)
+        self._param_counts: dict[int, int] = subtree_param_counts(root)
         self._attrs: dict[int, dict[str, Any]] = {}
         self._busy = False
         self._failed_fn: _Pending | None = None
@@ -313,7 +349,8 @@ class Recorder(TorchFunctionMode):
             return out
         caller = _direct_caller(sys._getframe(1))
         if caller is not None:
-            self._function_row(func, args, kwargs, out, caller)
+            with _NO_TORCH_FUNCTION():  # modes below this one (torch.device("meta")) need not see t.shape
+                self._function_row(func, args, kwargs, out, caller)
         return out
 
     def _function_row(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any,

@@ -5,10 +5,13 @@ from __future__ import annotations
 import io
 
 from rich.console import Console, RenderableType
+from rich.text import Text
 
 
 def to_text(renderable: RenderableType, width: int = 120) -> str:
     """Render without colour at a fixed width: what golden files and pipes see."""
+    if isinstance(renderable, Text):  # a grid: its plain text is already laid out
+        return "\n".join(line.rstrip() for line in renderable.plain.splitlines()) + "\n"
     console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=False,
                       highlight=False, legacy_windows=False)
     console.print(renderable)
