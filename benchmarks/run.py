@@ -10,6 +10,7 @@ compare numbers measured in this same run.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import shutil
@@ -23,19 +24,45 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+# torch is imported only after the whole-process sections: a child's peak RSS (ru_maxrss) keeps the
+# high-water mark of the parent it was forked from, so a parent holding torch would inflate it.
+from importlib import metadata  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
 
-import convshape  # noqa: E402
-from benchmarks.models import FunctionChain, ModuleChain, catalogue  # noqa: E402
-from convshape.api import make_input  # noqa: E402
-from convshape.loader import skipped_init  # noqa: E402
-from convshape.spec import parse_input  # noqa: E402
+import convshape  # noqa: E402  (imports no torch)
 
-try:
-    import torchinfo
-except ImportError:  # pip install -e ".[bench]"
-    torchinfo = None
+if TYPE_CHECKING:
+    from torch import nn
+
+torch: Any = None
+torchinfo: Any = None
+HAVE_TORCHINFO = importlib.util.find_spec("torchinfo") is not None
+
+
+def load_torch() -> None:
+    global torch, torchinfo
+    import torch as _torch
+
+    torch = _torch
+    if HAVE_TORCHINFO:
+        import torchinfo as _torchinfo
+
+        torchinfo = _torchinfo
+
+
+def catalogue() -> dict[str, tuple[str, Any, str, str]]:
+    from benchmarks.models import catalogue as models
+
+    return models()
+
+
+# what the CLI is given for each benchmark model: the same files the in-process runs build
+CLI_MODELS = {
+    "MNIST net": ("examples/mnist_net.py:M", "64x784"),
+    "ResNet-50": ("examples/resnet50.py:ResNet50", "1x3x224x224"),
+    "GPT-2 small": ("examples/gpt2_small.py:GPT", "1x1024:int64"),
+    "LLaMA 70B": ("examples/llama.py:llama_70b", "1x2048:int64"),
+}
 
 
 def run_process(cmd: list[str]) -> tuple[float, int]:
@@ -67,15 +94,14 @@ def convshape_cmd(*args: str) -> list[str]:
 
 def cold_cli(repeats: int) -> list[str]:
     py = sys.executable
-    cats = catalogue()
     cmds = {
         "import torch": [py, "-c", "import torch"],
         "convshape --help": convshape_cmd("--help"),
     }
     for name in ("MNIST net", "ResNet-50"):
-        ref, _, spec, _ = cats[name]
+        ref, spec = CLI_MODELS[name]
         cmds[f"convshape trace {name}"] = convshape_cmd("trace", ref, "--input", spec)
-        if torchinfo:
+        if HAVE_TORCHINFO:
             cmds[f"torchinfo script {name}"] = [py, "benchmarks/torchinfo_script.py", ref, spec]
     res = interleave(cmds, repeats)
     floor = res["import torch"][0]
@@ -87,15 +113,14 @@ def cold_cli(repeats: int) -> list[str]:
 
 def big_processes(repeats: int) -> list[str]:
     py = sys.executable
-    cats = catalogue()
     lines = ["| command (whole process) | median s | peak RSS MB | time ratio | memory ratio |",
              "|---|---:|---:|---:|---:|"]
-    gpt_ref, _, gpt_spec, _ = cats["GPT-2 small"]
+    gpt_ref, gpt_spec = CLI_MODELS["GPT-2 small"]
     pairs = []
-    if torchinfo:
+    if HAVE_TORCHINFO:
         pairs.append(("GPT-2 small", convshape_cmd("trace", gpt_ref, "--input", gpt_spec),
                       "torchinfo script (cpu)", [py, "benchmarks/torchinfo_script.py", gpt_ref, gpt_spec]))
-    ref70, _, spec70, _ = cats["LLaMA 70B"]
+    ref70, spec70 = CLI_MODELS["LLaMA 70B"]
     pairs.append(("LLaMA 70B", convshape_cmd("trace", ref70, "--input", spec70),
                   "bare script: import, build on meta, forward", [py, "benchmarks/bare_meta.py", ref70, spec70]))
     for name, ours, base_name, base in pairs:
@@ -120,6 +145,10 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def _measure(name: str, factory: Callable[[], nn.Module], spec: str, device: str, repeats: int) -> str:
+    from convshape.api import make_input
+    from convshape.loader import skipped_init
+    from convshape.spec import parse_input
+
     with torch.device(device), skipped_init():
         model = factory().eval()
     x = make_input(parse_input(spec), torch.device(device))
@@ -147,7 +176,7 @@ def _measure(name: str, factory: Callable[[], nn.Module], spec: str, device: str
             torchinfo.summary(model, input_data=[x], device=device, verbose=0, depth=10)
 
     contenders = {"plain": plain, "hooked": hooked, "ours": ours}
-    if torchinfo:
+    if HAVE_TORCHINFO:
         contenders["torchinfo"] = theirs
     for key, fn in list(contenders.items()):  # warm up: first-call costs (meta kernels, imports)
         try:
@@ -176,6 +205,8 @@ def in_process(repeats: int) -> list[str]:
 
 
 def scaling(repeats: int) -> list[str]:
+    from benchmarks.models import FunctionChain, ModuleChain
+
     x = torch.randn(1, 16)
     lines = ["| calls | module chain: forward ms | traced ms | function chain: forward ms | traced ms |",
              "|---:|---:|---:|---:|---:|"]
@@ -216,12 +247,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     args = parser.parse_args()
     repeats = 3 if args.quick else 5
+    ti_version = metadata.version("torchinfo") if HAVE_TORCHINFO else "not installed"
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"torch {torch.__version__}, torchinfo {getattr(torchinfo, '__version__', 'not installed')}, "
+          f"torch {metadata.version('torch')}, torchinfo {ti_version}, "
           f"convshape {convshape.__version__}. Medians of {repeats} interleaved runs.\n")
     for title, section in (("Cold command line", cold_cli), ("Whole process, large models", big_processes),
                            ("In-process trace (function rows on)", in_process),
                            ("Scaling with the number of calls (cpu, 1x16 tensors)", scaling)):
+        if section is in_process:
+            load_torch()
         print(f"### {title}\n")
         print("\n".join(section(repeats)), end="\n\n", flush=True)
 

@@ -18,7 +18,7 @@ from .params import param_report, totals_of
 from .records import Failure, FcReport, ParamReport, TensorInfo, Trace
 from .spec import DTYPES, InputSpec, parse_device, parse_input
 from .tensors import dtype_name
-from .tracer import Recorder
+from .tracer import Recorder, raised_by_convshape
 
 InputLike = str | InputSpec | Sequence[int] | torch.Tensor
 
@@ -72,8 +72,9 @@ def make_input(spec: InputSpec, device: torch.device) -> torch.Tensor:
 
 
 def model_device(model: nn.Module) -> torch.device:
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
+    for tensors in (model.parameters(), model.buffers()):
+        for tensor in tensors:
+            return tensor.device
     return torch.device("cpu")
 
 
@@ -129,6 +130,8 @@ def trace_model(model: nn.Module, *inputs: InputLike, device: str | torch.device
         with torch.no_grad(), placement, recorder:  # the recorder's mode sits on top of the device's
             model(*tensors)
     except Exception as e:  # the user's model failed: diagnose it, keep what was traced
+        if raised_by_convshape(e):
+            raise RuntimeError(f"convshape internal error while tracing {name} (please report it): {e!r}") from e
         failure, cause = recorder.failure(e), e
     finally:
         if collecting:

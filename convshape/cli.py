@@ -36,6 +36,7 @@ class Format(str, Enum):
 
 ModelArg = Annotated[str, typer.Argument(
     help="path/to/file.py, path/to/file.py:Name or package.module:Name (a class, factory or instance).",
+    metavar="MODEL",
     show_default=False)]
 InputOpt = Annotated[list[str], typer.Option(
     "--input", "-i", help="Shape of one forward argument, e.g. 64x784 or 2x16:int64; repeat per argument.",

@@ -6,8 +6,8 @@ tagged with its schema version.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple
 
 TRACE_SCHEMA = "convshape.trace/1"
 PARAMS_SCHEMA = "convshape.params/1"
@@ -34,9 +34,12 @@ class TensorInfo:
         return {"shape": list(self.shape), "dtype": self.dtype}
 
 
-@dataclass(frozen=True)
-class Row:
-    """One call in the forward pass: a module call or a function the user's code called directly."""
+class Row(NamedTuple):
+    """One call in the forward pass: a module call or a function the user's code called directly.
+
+    A NamedTuple, like torch's own TensorMetadata: immutable, and cheap to make (a trace makes
+    thousands of them).
+    """
 
     index: int
     kind: str  # "module" | "function"
@@ -52,10 +55,10 @@ class Row:
     inputs_from: tuple[int | None, ...]  # for each input tensor, the row that produced it
     call: int = 0  # 0 on a module's first call, 1 on its second, ...
     failed: bool = False
-    attrs: dict[str, Any] = field(default_factory=dict)  # layer hyper-parameters / literal call args
+    attrs: dict[str, Any] = {}  # noqa: RUF012  layer hyper-parameters / literal call args (always passed)
 
     def to_dict(self) -> dict[str, Any]:
-        return _lists(asdict(self))
+        return _lists(self._asdict())
 
 
 @dataclass(frozen=True)

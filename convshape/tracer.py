@@ -140,6 +140,17 @@ def layer_attrs(module: nn.Module) -> dict[str, Any]:
     return attrs
 
 
+def raised_by_convshape(exc: BaseException) -> bool:
+    """True when the innermost frame of ``exc``'s traceback is convshape's own code: a bug of ours,
+    not the user's model failing."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_code.co_filename.startswith(_OWN_DIR)
+
+
 def subtree_param_counts(root: nn.Module) -> dict[int, int]:
     """id(module) -> parameters in its subtree, each counted once; lazy modules are left out.
 
@@ -192,7 +203,7 @@ class Recorder(TorchFunctionMode):
         self.deadline = deadline  # time.perf_counter() value past which the pass gives up
         self.names = {id(m): name for name, m in root.named_modules(remove_duplicate=False)}
         self.repair_linear = repair_linear
-        self.rows: list[_Pending] = []
+        self.rows: list[_Pending | Row] = []
         self.stack: list[_Pending] = []
         self.repaired: dict[int, int] = {}  # row index -> in_features the layer actually received
         self._producers: dict[int, tuple[weakref.ref[torch.Tensor], int]] = {}
@@ -201,7 +212,7 @@ class Recorder(TorchFunctionMode):
         self._param_counts: dict[int, int] = subtree_param_counts(root)
         self._attrs: dict[int, dict[str, Any]] = {}
         self._busy = False
-        self._failed_fn: _Pending | None = None
+        self._failed_fn: Row | None = None
         self._handles: list[Any] = []
 
     # -- interception lifecycle -------------------------------------------------------------
@@ -238,16 +249,17 @@ class Recorder(TorchFunctionMode):
             sources.append(entry[1] if entry is not None and entry[0]() is t else None)
         return tuple(shapes), tuple(sources)
 
-    def _produced(self, value: Any, row: _Pending, keep_inner: bool) -> None:
+    def _produced(self, value: Any, index: int, keep_inner: bool) -> tuple[tuple[Shape, ...], tuple[str, ...]]:
+        """Record ``index`` as the producer of each tensor in ``value``; return their shapes and dtypes."""
         shapes, dtypes = [], []
         for t in tensors_in(value):
             shapes.append(tuple(t.shape))
             dtypes.append(_dtype_name(t.dtype))
             entry = self._producers.get(id(t))
-            if keep_inner and entry is not None and entry[0]() is t and entry[1] > row.index:
+            if keep_inner and entry is not None and entry[0]() is t and entry[1] > index:
                 continue  # made by a layer inside this one: the inner one is the more useful origin
-            self._producers[id(t)] = (weakref.ref(t), row.index)
-        row.output_shapes, row.output_dtypes = tuple(shapes), tuple(dtypes)
+            self._producers[id(t)] = (weakref.ref(t), index)
+        return tuple(shapes), tuple(dtypes)
 
     def _params_of(self, module: nn.Module) -> int:
         key = id(module)
@@ -324,7 +336,7 @@ class Recorder(TorchFunctionMode):
             shapes, sources = self._shapes_and_sources(tensors_in(kwargs))
             row.input_shapes += shapes
             row.inputs_from += sources
-        self._produced(output, row, keep_inner=True)
+        row.output_shapes, row.output_dtypes = self._produced(output, row.index, keep_inner=True)
         row.module = None
 
     # -- functions ------------------------------------------------------------------------------
@@ -343,7 +355,6 @@ class Recorder(TorchFunctionMode):
             caller = _direct_caller(sys._getframe(1))
             if caller is not None:
                 self._failed_fn = self._function_row(func, args, kwargs, None, caller)
-                self._failed_fn.failed = True
             raise
         if not has_tensor(out):
             return out
@@ -354,25 +365,25 @@ class Recorder(TorchFunctionMode):
         return out
 
     def _function_row(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any,
-                      caller: FrameType) -> _Pending:
+                      caller: FrameType) -> Row:
+        """A function row is complete when made (its output is known): it is frozen at once."""
         name, op = op_label(func)
         tensors = tensors_in(args)
         if kwargs:
             tensors_in(kwargs, tensors)
         shapes, sources = self._shapes_and_sources(tensors)
-        parent = self.stack[-1] if self.stack else None
-        params = sum(a.numel() for a in tensors if isinstance(a, nn.Parameter))
+        params = 0
+        for t in tensors:
+            if isinstance(t, nn.Parameter):
+                params += t.numel()
         literal: dict[str, Any] = {"args": [jsonable(a) for a in args]}
         if kwargs:
             literal["kwargs"] = {k: jsonable(v) for k, v in kwargs.items()}
-        row = _Pending(
-            index=len(self.rows), kind="function", name=name, op=op, depth=len(self.stack),
-            input_shapes=shapes, params=params, source=_where(caller),
-            parent=parent.index if parent else None, inputs_from=sources, attrs=literal,
-        )
+        index = len(self.rows)
+        out_shapes, out_dtypes = self._produced(out, index, keep_inner=False) if out is not None else ((), ())
+        row = Row(index, "function", name, op, len(self.stack), shapes, out_shapes, out_dtypes, params,
+                  _where(caller), self.stack[-1].index if self.stack else None, sources, 0, out is None, literal)
         self.rows.append(row)
-        if out is not None:
-            self._produced(out, row, keep_inner=False)
         return row
 
     def _repair_linear(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor | None:
@@ -402,7 +413,6 @@ class Recorder(TorchFunctionMode):
         message = str(exc).strip() or type(exc).__name__
         first_line = message.splitlines()[0]
         if fn is not None:
-            fn.failed = True
             received = fn.input_shapes
             shapes = ", ".join(_fmt(s) for s in received)
             return Failure(
@@ -431,7 +441,7 @@ class Recorder(TorchFunctionMode):
         )
 
     def frozen_rows(self) -> tuple[Row, ...]:
-        return tuple(r.freeze() for r in self.rows)
+        return tuple(r if isinstance(r, Row) else r.freeze() for r in self.rows)
 
 
 def _fmt(shape: Shape) -> str:

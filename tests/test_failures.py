@@ -118,3 +118,15 @@ def test_interceptors_removed_when_the_hook_machinery_itself_is_interrupted() ->
     with pytest.raises(KeyboardInterrupt):
         convshape.trace_model(Boom(), "2")
     _interceptors_gone()
+
+
+def test_a_convshape_bug_is_not_blamed_on_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    from convshape import tracer
+
+    def broken(self, *args):
+        raise KeyError("internal")
+
+    monkeypatch.setattr(tracer.Recorder, "_enter_module", broken)
+    with pytest.raises(RuntimeError, match="convshape internal error while tracing"):
+        convshape.trace_model(nn.Linear(2, 2), "1x2")
+    _interceptors_gone()
