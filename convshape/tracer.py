@@ -148,7 +148,13 @@ def raised_by_convshape(exc: BaseException) -> bool:
         return False
     while tb.tb_next is not None:
         tb = tb.tb_next
-    return tb.tb_frame.f_code.co_filename.startswith(_OWN_DIR)
+    code = tb.tb_frame.f_code
+    return code.co_filename.startswith(_OWN_DIR) and code is not _call_through.__code__
+
+
+def _call_through(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Call the intercepted function: an error raised here is the model's (or torch's), not ours."""
+    return func(*args, **kwargs)
 
 
 def subtree_param_counts(root: nn.Module) -> dict[int, int]:
@@ -350,7 +356,7 @@ class Recorder(TorchFunctionMode):
             if repaired is not None:
                 return repaired
         try:
-            out = func(*args, **kwargs)
+            out = _call_through(func, args, kwargs)
         except Exception:
             caller = _direct_caller(sys._getframe(1))
             if caller is not None:
