@@ -9,6 +9,7 @@ import dataclasses
 import gc
 import os
 import sys
+import warnings
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -21,6 +22,9 @@ from .spec import parse_device, parse_input, parse_kwargs, parse_model_ref
 
 if TYPE_CHECKING:
     from .loader import ModelSource
+
+# torch warns on import when numpy is absent; convshape never needs numpy, so the warning is noise.
+warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 
 app = typer.Typer(
     name="convshape", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
