@@ -90,7 +90,7 @@ def _move(model: nn.Module, device: torch.device) -> None:
 
 def trace_model(model: nn.Module, *inputs: InputLike, device: str | torch.device | None = None,
                 label: str | None = None, repair_linear: bool = False, notes: Sequence[str] = (),
-                budget_s: float | None = None) -> Trace:
+                budget_s: float | None = None, costs: bool = False) -> Trace:
     """Run one forward pass of ``model`` with hooks and return every call as plain data.
 
     Each input is a shape string (``"64x784"``, ``"2x16:int64"``), a tuple of ints, or a tensor.
@@ -99,7 +99,7 @@ def trace_model(model: nn.Module, *inputs: InputLike, device: str | torch.device
     ``torch.no_grad()``, and its training flags are restored afterwards. On meta the pass also runs
     under ``torch.device("meta")``, so tensors the model creates itself land there too.
     ``budget_s`` stops a pass that runs longer (raising ``OverBudget``); ``notes`` are carried
-    into the trace.
+    into the trace. ``costs=True`` counts FLOPs and MACs per row from the aten ops executed.
 
     Raises :class:`~convshape.errors.TraceError` when the forward pass fails; its ``trace``
     attribute holds the rows recorded up to the failure and a diagnosis in ``trace.error``,
@@ -117,7 +117,8 @@ def trace_model(model: nn.Module, *inputs: InputLike, device: str | torch.device
     name = label or type(model).__name__
     modes = [(m, m.training) for m in model.modules()]
     deadline = time.perf_counter() + budget_s if budget_s is not None else None
-    recorder = Recorder(model, repair_linear=repair_linear, deadline=deadline)
+    recorder = Recorder(model, repair_linear=repair_linear, deadline=deadline, costs=costs)
+    recorder.input_ids.update(id(t) for t in tensors)
     failure: Failure | None = None
     cause: BaseException | None = None
     placement = torch.device("meta") if target.type == "meta" else nullcontext()
@@ -142,7 +143,11 @@ def trace_model(model: nn.Module, *inputs: InputLike, device: str | torch.device
     if failure is not None and failure.row is not None and failure.layer_type in ("Linear",) \
             and failure.expected is not None:
         failure = _explain_linear(rows, failure)
-    trace = Trace(name, str(target), infos, rows, totals_of(model), failure, tuple(notes))
+    notes = list(notes)
+    if recorder.unknown_cost_ops:
+        ops = ", ".join(f"{op} (in {where or 'the model'})" for op, where in recorder.unknown_cost_ops.items())
+        notes.append(f"FLOPs unknown for: {ops}; rows that run them show no count")
+    trace = Trace(name, str(target), infos, rows, totals_of(model), failure, tuple(notes), costs)
     if failure is not None:
         raise TraceError(failure.summary, trace) from cause
     return trace

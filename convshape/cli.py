@@ -22,6 +22,7 @@ from .spec import parse_device, parse_input, parse_kwargs, parse_model_ref
 
 if TYPE_CHECKING:
     from .loader import ModelSource
+    from .records import Trace
 
 # torch warns on import when numpy is absent; convshape never needs numpy, so the warning is noise.
 warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
@@ -97,29 +98,39 @@ def trace(
     args: ArgOpt = None,  # type: ignore[assignment]
     depth: Annotated[int | None, typer.Option("--depth", min=0, help="Show rows down to this depth.")] = None,
     no_functions: Annotated[bool, typer.Option("--no-functions", help="Module rows only.")] = False,
+    explain: Annotated[bool, typer.Option(
+        "--explain", help="Show the output-size arithmetic, receptive fields and flatten factorisations.")] = False,
+    costs: Annotated[bool, typer.Option(
+        "--costs", help="Count MACs/FLOPs per row from the ops executed, and show output memory.")] = False,
     fmt: FormatOpt = Format.table,
     device: DeviceOpt = "auto",
     debug: DebugOpt = False,
 ) -> None:
     """Every layer and functional op, in call order, with input and output shapes."""
-    from .render.json import to_json
-    from .render.table import trace_table
-
     try:
         specs = [parse_input(i) for i in inputs or []]
         dev = parse_device(device)
         source = _source(model, args)
         from .policy import trace_source
 
-        result = trace_source(source, specs, dev)
+        result = trace_source(source, specs, dev, costs=costs)
     except TraceError as e:
-        _emit(to_json(e.trace) if fmt is Format.json else trace_table(e.trace, depth, not no_functions), fmt)
+        _emit(_trace_out(e.trace, fmt, depth, not no_functions, explain, costs), fmt)
         if debug:
             _err.print_exception()
         raise typer.Exit(e.exit_code) from None
     except ConvshapeError as e:
         _fail(e, debug)
-    _emit(to_json(result) if fmt is Format.json else trace_table(result, depth, not no_functions), fmt)
+    _emit(_trace_out(result, fmt, depth, not no_functions, explain, costs), fmt)
+
+
+def _trace_out(result: Trace, fmt: Format, depth: int | None, functions: bool, explain: bool, costs: bool) -> Any:
+    from .render.json import to_json
+    from .render.table import trace_table
+
+    if fmt is Format.json:
+        return to_json(result, explain=explain)
+    return trace_table(result, depth, functions, explain=explain, costs=costs)
 
 
 @app.command()

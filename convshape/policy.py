@@ -68,13 +68,13 @@ def _size(n: int) -> str:
 
 
 def trace_source(source: ModelSource, specs: Sequence[InputSpec], device: str = "auto",
-                 repair_linear: bool = False) -> Trace:
+                 repair_linear: bool = False, costs: bool = False) -> Trace:
     """Build the model of ``source`` where ``device`` says (``auto``: see the module docstring) and trace it."""
     import torch
 
     inputs = [to_spec(s) for s in specs]
     run: Callable[..., Trace] = lambda model, dev, **kw: trace_model(  # noqa: E731
-        model, *inputs, device=dev, label=source.label, repair_linear=repair_linear, **kw)
+        model, *inputs, device=dev, label=source.label, repair_linear=repair_linear, costs=costs, **kw)
     if source.is_instance:
         return run(source.obj, None if device == "auto" else device)
     if device != "auto":

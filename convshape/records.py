@@ -6,6 +6,7 @@ tagged with its schema version.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
@@ -14,6 +15,9 @@ PARAMS_SCHEMA = "convshape.params/1"
 FC_SCHEMA = "convshape.fc-size/1"
 
 Shape = tuple[int, ...]
+ITEMSIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4, "int16": 2,
+            "int8": 1, "uint8": 1, "bool": 1, "complex64": 8, "complex128": 16, "float8_e4m3fn": 1,
+            "float8_e5m2": 1}
 
 
 def _lists(value: Any) -> Any:
@@ -56,9 +60,19 @@ class Row(NamedTuple):
     call: int = 0  # 0 on a module's first call, 1 on its second, ...
     failed: bool = False
     attrs: dict[str, Any] = {}  # noqa: RUF012  layer hyper-parameters / literal call args (always passed)
+    flops: int | None = None  # counted from the aten ops run inside this call (None: unknown/not counted)
+    macs: int | None = None
+    alloc_bytes: int = 0  # output bytes this call newly allocated (views, in-place results, inputs excluded)
+
+    @property
+    def output_bytes(self) -> int:
+        return sum(math.prod(s) * ITEMSIZE.get(d, 0) for s, d in zip(self.output_shapes, self.output_dtypes,
+                                                                      strict=False))
 
     def to_dict(self) -> dict[str, Any]:
-        return _lists(self._asdict())
+        d = _lists(self._asdict())
+        d["output_bytes"] = self.output_bytes
+        return d
 
 
 @dataclass(frozen=True)
@@ -102,6 +116,7 @@ class Trace:
     totals: Totals
     error: Failure | None = None
     notes: tuple[str, ...] = ()
+    costs_counted: bool = False  # whether macs/flops were counted (trace --costs)
 
     @property
     def ok(self) -> bool:
@@ -113,6 +128,22 @@ class Trace:
     def function_rows(self) -> list[Row]:
         return [r for r in self.rows if r.kind == "function"]
 
+    @property
+    def flops(self) -> int | None:
+        """FLOPs of the whole forward: the root row's, None when not counted or unknown."""
+        return self.rows[0].flops if self.costs_counted and self.rows and self.rows[0].depth == 0 else None
+
+    @property
+    def macs(self) -> int | None:
+        return self.rows[0].macs if self.costs_counted and self.rows and self.rows[0].depth == 0 else None
+
+    @property
+    def activation_bytes(self) -> int:
+        """Memory the forward's outputs take, at this batch size and dtype: every tensor a leaf row (a
+        function, or a module with no rows inside) newly allocated; views and in-place results add nothing."""
+        parents = {r.parent for r in self.rows}
+        return sum(r.alloc_bytes for r in self.rows if r.kind == "function" or r.index not in parents)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema": TRACE_SCHEMA,
@@ -120,7 +151,8 @@ class Trace:
             "device": self.device,
             "inputs": [i.to_dict() for i in self.inputs],
             "rows": [r.to_dict() for r in self.rows],
-            "totals": self.totals.to_dict(),
+            "totals": {**self.totals.to_dict(), "macs": self.macs, "flops": self.flops,
+                       "activation_bytes": self.activation_bytes},
             "error": self.error.to_dict() if self.error else None,
             "notes": list(self.notes),
         }

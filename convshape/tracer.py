@@ -26,6 +26,7 @@ from torch.nn.parameter import UninitializedParameter
 from torch.overrides import TorchFunctionMode
 
 from . import diagnose
+from .costs import CostCounter
 from .oplabels import op_label
 from .params import numel
 from .records import Failure, Row, Shape
@@ -70,11 +71,14 @@ class _Pending:
     output_dtypes: tuple[str, ...] = ()
     failed: bool = False
     attrs: dict[str, Any] = field(default_factory=dict)
+    own_flops: int | None = 0  # ops run by the module's own code (torch-internal calls folded in)
+    alloc_bytes: int = 0
 
-    def freeze(self) -> Row:
+    def freeze(self, flops: int | None = None) -> Row:
         return Row(self.index, self.kind, self.name, self.op, self.depth, self.input_shapes,
                    self.output_shapes, self.output_dtypes, self.params, self.source, self.parent,
-                   self.inputs_from, self.call, self.failed, self.attrs)
+                   self.inputs_from, self.call, self.failed, self.attrs, flops,
+                   None if flops is None else flops // 2, self.alloc_bytes)
 
 
 _BASENAMES: dict[str, str] = {}
@@ -204,8 +208,12 @@ class Recorder(TorchFunctionMode):
     of the declared ``out_features`` instead of failing, so one run reaches every Linear.
     """
 
-    def __init__(self, root: nn.Module, repair_linear: bool = False, deadline: float | None = None) -> None:
+    def __init__(self, root: nn.Module, repair_linear: bool = False, deadline: float | None = None,
+                 costs: bool = False) -> None:
         super().__init__()
+        self.costs = costs
+        self.unknown_cost_ops: dict[str, str | None] = {}  # aten op -> where it ran
+        self._fn_flops: list[int | None] | None = None  # FLOPs of the direct call in progress
         self.deadline = deadline  # time.perf_counter() value past which the pass gives up
         self.names = {id(m): name for name, m in root.named_modules(remove_duplicate=False)}
         self.repair_linear = repair_linear
@@ -217,6 +225,7 @@ class Recorder(TorchFunctionMode):
         # Counted before the mode is active: hashing parameters under a TorchFunctionMode is slow.
         self._param_counts: dict[int, int] = subtree_param_counts(root)
         self._attrs: dict[int, dict[str, Any]] = {}
+        self.input_ids: set[int] = set()  # the model's input tensors (alive for the whole pass)
         self._busy = False
         self._failed_fn: Row | None = None
         self._handles: list[Any] = []
@@ -227,7 +236,10 @@ class Recorder(TorchFunctionMode):
             nn_module.register_module_forward_pre_hook(self._before_module),
             nn_module.register_module_forward_hook(self._after_module, with_kwargs=True),
         ]
+        self._counter = CostCounter(self._add_flops) if self.costs else None
         try:
+            if self._counter is not None:
+                self._counter.__enter__()
             return super().__enter__()
         except BaseException:
             self._remove_hooks()
@@ -238,7 +250,22 @@ class Recorder(TorchFunctionMode):
         try:
             super().__exit__(exc_type, exc, tb)
         finally:
-            self._remove_hooks()
+            try:
+                if self._counter is not None:
+                    self._counter.__exit__(exc_type, exc, tb)
+            finally:
+                self._remove_hooks()
+
+    def _add_flops(self, flops: int | None, op: str) -> None:
+        if flops is None:
+            where = self.stack[-1].name if self.stack else None
+            self.unknown_cost_ops.setdefault(op, where)
+        if self._fn_flops is not None:
+            target = self._fn_flops
+            target[0] = None if flops is None or target[0] is None else target[0] + flops
+        elif self.stack:
+            row = self.stack[-1]
+            row.own_flops = None if flops is None or row.own_flops is None else row.own_flops + flops
 
     def _remove_hooks(self) -> None:
         for handle in self._handles:
@@ -255,17 +282,27 @@ class Recorder(TorchFunctionMode):
             sources.append(entry[1] if entry is not None and entry[0]() is t else None)
         return tuple(shapes), tuple(sources)
 
-    def _produced(self, value: Any, index: int, keep_inner: bool) -> tuple[tuple[Shape, ...], tuple[str, ...]]:
-        """Record ``index`` as the producer of each tensor in ``value``; return their shapes and dtypes."""
+    def _produced(self, value: Any, index: int, keep_inner: bool
+                  ) -> tuple[tuple[Shape, ...], tuple[str, ...], int]:
+        """Record ``index`` as the producer of each tensor in ``value``.
+
+        Returns their shapes, dtypes, and the bytes this call newly allocated: outputs that are not views
+        (``_base``), not model inputs, and not tensors that existed before the call (in-place results).
+        """
         shapes, dtypes = [], []
+        allocated = 0
         for t in tensors_in(value):
             shapes.append(tuple(t.shape))
             dtypes.append(_dtype_name(t.dtype))
-            entry = self._producers.get(id(t))
-            if keep_inner and entry is not None and entry[0]() is t and entry[1] > index:
+            key = id(t)
+            entry = self._producers.get(key)
+            existed = entry is not None and entry[0]() is t
+            if not existed and t._base is None and key not in self.input_ids:
+                allocated += t.numel() * t.element_size()
+            if keep_inner and existed and entry[1] > index:  # type: ignore[index]
                 continue  # made by a layer inside this one: the inner one is the more useful origin
-            self._producers[id(t)] = (weakref.ref(t), index)
-        return tuple(shapes), tuple(dtypes)
+            self._producers[key] = (weakref.ref(t), index)
+        return tuple(shapes), tuple(dtypes), allocated
 
     def _params_of(self, module: nn.Module) -> int:
         key = id(module)
@@ -342,7 +379,7 @@ class Recorder(TorchFunctionMode):
             shapes, sources = self._shapes_and_sources(tensors_in(kwargs))
             row.input_shapes += shapes
             row.inputs_from += sources
-        row.output_shapes, row.output_dtypes = self._produced(output, row.index, keep_inner=True)
+        row.output_shapes, row.output_dtypes, row.alloc_bytes = self._produced(output, row.index, keep_inner=True)
         row.module = None
 
     # -- functions ------------------------------------------------------------------------------
@@ -355,6 +392,8 @@ class Recorder(TorchFunctionMode):
             repaired = self._repair_linear(args, kwargs)
             if repaired is not None:
                 return repaired
+        if self.costs:
+            return self._counted_call(func, args, kwargs)
         try:
             out = _call_through(func, args, kwargs)
         except Exception:
@@ -370,8 +409,28 @@ class Recorder(TorchFunctionMode):
                 self._function_row(func, args, kwargs, out, caller)
         return out
 
+    def _counted_call(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """As __torch_function__, knowing the caller first so a direct call's FLOPs go to its own row."""
+        caller = _direct_caller(sys._getframe(2))
+        self._fn_flops = [0] if caller is not None else None
+        try:
+            out = _call_through(func, args, kwargs)
+        except Exception:
+            if caller is not None:
+                self._failed_fn = self._function_row(func, args, kwargs, None, caller)
+            raise
+        finally:
+            flops, self._fn_flops = self._fn_flops, None
+        if caller is not None and has_tensor(out):
+            with _NO_TORCH_FUNCTION():
+                self._function_row(func, args, kwargs, out, caller, flops[0] if flops else 0)
+        elif caller is not None and flops and self.stack:  # no tensor out, but work done: the module's
+            row = self.stack[-1]
+            row.own_flops = None if flops[0] is None or row.own_flops is None else row.own_flops + flops[0]
+        return out
+
     def _function_row(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any,
-                      caller: FrameType) -> Row:
+                      caller: FrameType, flops: int | None = 0) -> Row:
         """A function row is complete when made (its output is known): it is frozen at once."""
         name, op = op_label(func)
         tensors = tensors_in(args)
@@ -386,9 +445,12 @@ class Recorder(TorchFunctionMode):
         if kwargs:
             literal["kwargs"] = {k: jsonable(v) for k, v in kwargs.items()}
         index = len(self.rows)
-        out_shapes, out_dtypes = self._produced(out, index, keep_inner=False) if out is not None else ((), ())
+        out_shapes, out_dtypes, allocated = (self._produced(out, index, keep_inner=False) if out is not None
+                                             else ((), (), 0))
+        counted = flops if self.costs else None
         row = Row(index, "function", name, op, len(self.stack), shapes, out_shapes, out_dtypes, params,
-                  _where(caller), self.stack[-1].index if self.stack else None, sources, 0, out is None, literal)
+                  _where(caller), self.stack[-1].index if self.stack else None, sources, 0, out is None, literal,
+                  counted, None if counted is None else counted // 2, allocated)
         self.rows.append(row)
         return row
 
@@ -447,7 +509,24 @@ class Recorder(TorchFunctionMode):
         )
 
     def frozen_rows(self) -> tuple[Row, ...]:
-        return tuple(r if isinstance(r, Row) else r.freeze() for r in self.rows)
+        if not self.costs:
+            return tuple(r if isinstance(r, Row) else r.freeze() for r in self.rows)
+        # Roll FLOPs up: a module's own ops plus everything its children (modules and functions) ran.
+        below: dict[int, int | None] = {}
+        frozen: list[Row] = [None] * len(self.rows)  # type: ignore[list-item]
+        for r in reversed(self.rows):
+            if isinstance(r, Row):
+                total = r.flops
+                frozen[r.index] = r
+            else:
+                inner = below.get(r.index, 0)
+                total = None if r.own_flops is None or inner is None else r.own_flops + inner
+                frozen[r.index] = r.freeze(total)
+            parent = r.parent
+            if parent is not None:
+                acc = below.get(parent, 0)
+                below[parent] = None if acc is None or total is None else acc + total
+        return tuple(frozen)
 
 
 def _fmt(shape: Shape) -> str:

@@ -45,7 +45,8 @@ def test_trace_json_contract() -> None:
         "kind": "module", "name": "conv1", "op": "Conv2d", "depth": 1, "input_shapes": [[64, 1, 28, 28]],
         "output_shapes": [[64, 20, 24, 24]], "params": 520}
     assert row["source"].startswith("mnist_net.py:")
-    assert set(data["totals"]) == {"params", "trainable", "non_trainable", "bytes"}
+    assert set(data["totals"]) == {"params", "trainable", "non_trainable", "bytes", "macs", "flops", "activation_bytes"}
+    assert data["totals"]["macs"] is None  # counted only with --costs
 
 
 def test_depth_and_no_functions() -> None:

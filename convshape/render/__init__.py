@@ -36,3 +36,20 @@ def count_text(n: int) -> str:
 
 def megabytes(nbytes: int) -> str:
     return f"{nbytes / 1e6:,.2f}"
+
+
+def si_count(n: int | None) -> str:
+    """146752000 -> '146.75 M'; None -> 'unknown'."""
+    if n is None:
+        return "unknown"
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:,.2f} {unit}"
+    return str(n)
+
+
+def si_bytes(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:,.2f} {unit}"
+    return f"{n} B"

@@ -16,8 +16,12 @@ GAP = "   "
 
 
 def grid(title: str, headers: Sequence[str], rows: Iterable[Sequence[Cell]], right: frozenset[int] = frozenset(),
-         out: Text | None = None) -> Text:
-    """Append a titled grid to ``out`` (a new Text if None) and return it."""
+         out: Text | None = None, after: dict[int, list[str]] | None = None, after_indent: dict[int, int] | None = None
+         ) -> Text:
+    """Append a titled grid to ``out`` (a new Text if None) and return it.
+
+    ``after`` maps a row's position to lines printed under it (explanations), indented by ``after_indent``.
+    """
     rows = [list(r) for r in rows]
     widths = [len(h) for h in headers]
     for row in rows:
@@ -35,7 +39,7 @@ def grid(title: str, headers: Sequence[str], rows: Iterable[Sequence[Cell]], rig
     text.append(f"{title}\n\n", style="bold")
     text.append(GAP.join(pad(i, h) for i, h in enumerate(headers)).rstrip() + "\n", style="bold")
     text.append("─" * (sum(widths) + len(GAP) * last) + "\n")
-    for row in rows:
+    for position, row in enumerate(rows):
         for i, (cell, style) in enumerate(row):
             piece = pad(i, cell)
             if i < last:
@@ -45,4 +49,8 @@ def grid(title: str, headers: Sequence[str], rows: Iterable[Sequence[Cell]], rig
             else:
                 text.append(piece)
         text.append("\n")
+        if after and position in after:
+            pad_to = " " * ((after_indent or {}).get(position, 0) + 4)
+            for line in after[position]:
+                text.append(f"{pad_to}↳ {line}\n", style="cyan")
     return text

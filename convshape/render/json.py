@@ -31,6 +31,19 @@ def _dump(value: Any, indent: int) -> str:
     return "[\n" + ",\n".join(items) + f"\n{pad}]"
 
 
-def to_json(report: _Report) -> str:
-    """Indented JSON with shapes and lists of shapes kept on one line each."""
-    return _dump(report.to_dict(), 0)
+def to_json(report: _Report, explain: bool = False) -> str:
+    """Indented JSON with shapes and lists of shapes kept on one line each.
+
+    With ``explain`` (a trace), each row gains ``explain`` (its arithmetic lines) and ``receptive_field``.
+    """
+    data = report.to_dict()
+    if explain and "rows" in data:
+        from ..explain import explanations, receptive_fields
+
+        rows = report.rows  # type: ignore[attr-defined]
+        lines, fields = explanations(rows), receptive_fields(rows)
+        for row in data["rows"]:
+            row["explain"] = lines.get(row["index"], [])
+            rf = fields.get(row["index"])
+            row["receptive_field"] = [{"size": f.size, "jump": f.jump, "start": f.start} for f in rf] if rf else None
+    return _dump(data, 0)

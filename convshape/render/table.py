@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from rich.text import Text
 
+from ..explain import explanations
 from ..fc import describe_origin
 from ..records import Failure, FcReport, ParamReport, Totals, Trace
-from . import count_text, megabytes, shape_text, shapes_text
+from . import count_text, megabytes, shape_text, shapes_text, si_bytes, si_count
 from .grid import grid
 
 
@@ -38,12 +39,21 @@ def failure_text(failure: Failure, text: Text | None = None) -> Text:
     return text
 
 
-def trace_table(trace: Trace, depth: int | None = None, functions: bool = True) -> Text:
+def trace_table(trace: Trace, depth: int | None = None, functions: bool = True, explain: bool = False,
+                costs: bool = False) -> Text:
+    """The trace as a grid; ``explain`` adds the size arithmetic under conv/pool/flatten rows, ``costs``
+    the MACs and output-memory columns (MACs need a trace made with costs counted)."""
     inputs = ", ".join(f"{shape_text(i.shape)} {i.dtype}" for i in trace.inputs) or "none"
-    rows = []
+    notes = explanations(trace.rows) if explain else {}
+    rows: list[list[tuple[str, str]]] = []
+    after: dict[int, list[str]] = {}
+    indents: dict[int, int] = {}
     for row in trace.rows:
         if (depth is not None and row.depth > depth) or (not functions and row.kind == "function"):
             continue
+        if row.index in notes:
+            after[len(rows)] = notes[row.index]
+            indents[len(rows)] = 2 * row.depth
         indent = "  " * row.depth
         if row.kind == "module":
             label = row.name if row.name else row.op
@@ -53,14 +63,25 @@ def trace_table(trace: Trace, depth: int | None = None, functions: bool = True) 
             label, params, style = row.name, count_text(row.params), "dim"
         if row.failed:
             label, style = f"✗ {label}", "bold red"
-        rows.append([
+        cells = [
             (f"{indent}{label}", style), (row.op, style), (shapes_text(row.input_shapes), ""),
             ("(failed)", "red") if row.failed else (shapes_text(row.output_shapes), ""),
-            (params, ""), (row.source or "", "dim"),
-        ])
-    text = grid(f"{trace.model}  input {inputs}  on {trace.device}",
-                ("Layer", "Type", "Input shape", "Output shape", "Params", "Source"), rows, frozenset({4}))
+            (params, ""),
+        ]
+        if costs:
+            macs = "--" if row.macs == 0 else si_count(row.macs) if trace.costs_counted else "n/a"
+            cells += [(macs, "" if row.macs is not None else "yellow"), (si_bytes(row.output_bytes), "")]
+        rows.append([*cells, (row.source or "", "dim")])
+    headers = ["Layer", "Type", "Input shape", "Output shape", "Params"]
+    if costs:
+        headers += ["MACs", "Output mem"]
+    text = grid(f"{trace.model}  input {inputs}  on {trace.device}", (*headers, "Source"), rows,
+                frozenset({4, 5, 6} if costs else {4}), after=after, after_indent=indents)
     _totals(trace.totals, text)
+    if costs:
+        flops = f" ({si_count(trace.flops)}FLOPs)" if trace.flops is not None else ""
+        text.append(f"Total MACs: {si_count(trace.macs)}{flops}\n"
+                    f"Activations, one forward: {si_bytes(trace.activation_bytes)}\n")
     _notes(trace.notes, text)
     if trace.error is not None:
         failure_text(trace.error, text)

@@ -1,0 +1,83 @@
+"""FLOPs and MACs counted from the aten operations a forward pass actually executes.
+
+A TorchDispatchMode sees every aten op (below torch's Python layers, after decompositions), and prices
+it with torch's own flop formulas (``torch.utils.flop_counter``: mm, addmm, bmm, convolutions, attention)
+plus formulas for the CPU kernels that FlopCounterMode leaves at zero (the fused LSTM layer
+``mkldnn_rnn_layer`` and ``_scaled_dot_product_flash_attention_for_cpu``). Elementwise ops, reductions and
+data movement count zero, as in FlopCounterMode. Heavy ops no formula covers (FFTs, linear algebra,
+cdist, other fused RNN kernels) make the cost *unknown*, never zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.utils import flop_counter
+from torch.utils._python_dispatch import TorchDispatchMode
+
+_UNKNOWN_MARKERS = ("fft", "linalg", "cdist", "cholesky", "triangular_solve", "_thnn_fused", "cudnn_rnn",
+                    "miopen_rnn", "_lstm", "_gru", "svd", "qr", "eig", "lu_", "solve", "matrix_exp")
+
+
+def _shape(t: Any) -> tuple[int, ...]:
+    return tuple(t.shape)
+
+
+def _rnn_layer_flops(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> int:
+    """mkldnn_rnn_layer(input, w_ih, w_hh, ...): one layer, one direction, every time step."""
+    x, w_ih, w_hh = args[0], args[1], args[2]
+    steps = x.numel() // x.shape[-1]
+    return 2 * steps * (w_ih.numel() + w_hh.numel())
+
+
+def _cpu_sdpa_flops(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> int:
+    q, k, v = args[0], args[1], args[2]
+    return int(flop_counter.sdpa_flop_count(_shape(q), _shape(k), _shape(v)))
+
+
+_EXTRA: dict[str, Callable[[tuple[Any, ...], dict[str, Any], Any], int]] = {
+    "mkldnn_rnn_layer": _rnn_layer_flops,
+    "_scaled_dot_product_flash_attention_for_cpu": _cpu_sdpa_flops,
+}
+
+
+def op_flops(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> int | None:
+    """FLOPs of one aten op; 0 for ops that do no multiply-accumulate work; None when unknown."""
+    packet = func.overloadpacket
+    formula = flop_counter.flop_registry.get(packet)
+    if formula is not None:
+        return int(formula(*args, **kwargs, out_val=out))
+    name = packet.__name__
+    extra = _EXTRA.get(name)
+    if extra is not None:
+        return extra(args, kwargs, out)
+    if any(marker in name for marker in _UNKNOWN_MARKERS):
+        return None
+    return 0
+
+
+class CostCounter(TorchDispatchMode):
+    """Adds each op's FLOPs to ``sink`` (None for an op whose cost is unknown)."""
+
+    def __init__(self, sink: Callable[[int | None, str], None]) -> None:
+        super().__init__()
+        self.sink = sink
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        flops = op_flops(func, args, kwargs, out)
+        if flops != 0:
+            self.sink(flops, str(func.overloadpacket))
+        return out
+
+
+def flop_counter_total(model: torch.nn.Module, *inputs: torch.Tensor) -> int:
+    """torch's own FlopCounterMode total for one no-grad forward (what tests compare against)."""
+    counter = flop_counter.FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(*inputs)
+    return int(counter.get_total_flops())
