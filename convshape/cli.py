@@ -137,6 +137,8 @@ def _trace_out(result: Trace, fmt: Format, depth: int | None, functions: bool, e
 def params(
     model: ModelArg,
     args: ArgOpt = None,  # type: ignore[assignment]
+    explain: Annotated[bool, typer.Option(
+        "--explain", help="Show the formula behind each count, with the layer's numbers.")] = False,
     fmt: FormatOpt = Format.table,
     debug: DebugOpt = False,
 ) -> None:
@@ -150,7 +152,7 @@ def params(
         report = parameters(source.build("meta"), source.label)
     except ConvshapeError as e:
         _fail(e, debug)
-    _emit(to_json(report) if fmt is Format.json else params_table(report), fmt)
+    _emit(to_json(report) if fmt is Format.json else params_table(report, explain), fmt)
 
 
 @app.command("fc-size")
@@ -191,6 +193,88 @@ def fc_size(
         _fail(e, debug)
     _emit(to_json(report) if fmt is Format.json else fc_table(report), fmt)
     if report.error is not None:
+        raise typer.Exit(1)
+
+
+@app.command()
+def annotate(
+    model: ModelArg,
+    inputs: InputOpt = None,  # type: ignore[assignment]
+    args: ArgOpt = None,  # type: ignore[assignment]
+    submodules: Annotated[bool, typer.Option(
+        "--all", help="Also annotate the forwards of your own submodule classes.")] = False,
+    device: DeviceOpt = "auto",
+    debug: DebugOpt = False,
+) -> None:
+    """Print the model's forward source with each line's shape as a trailing comment."""
+    try:
+        specs = [parse_input(i) for i in inputs or []]
+        source = _source(model, args)
+        from .policy import trace_source
+
+        traced = trace_source(source, specs, parse_device(device))
+    except TraceError as e:
+        traced = e.trace
+        _err.print(f"[bold red]error:[/] {e} (the lines before it are annotated)", markup=True, soft_wrap=True)
+    except ConvshapeError as e:
+        _fail(e, debug)
+    from .annotate import annotate as annotate_forward
+
+    # annotate reads the module tree only (names, classes): a fresh meta build is enough
+    built = source.obj if source.is_instance else source.build("meta")
+    blocks = annotate_forward(built, traced, submodules)
+    if sys.stdout.isatty():
+        from rich.syntax import Syntax
+
+        console = Console()
+        for block in blocks:
+            console.print(f"# {block.title}", style="bold")
+            console.print(Syntax(block.code, "python", theme="ansi_dark", word_wrap=False))
+    else:
+        sys.stdout.write("\n\n".join(f"# {b.title}\n{b.code}" for b in blocks) + "\n")
+    if traced.error is not None:
+        raise typer.Exit(1)
+
+
+@app.command()
+def layer(
+    expr: Annotated[str, typer.Argument(help='A torch.nn layer call, e.g. "nn.Conv2d(3, 10, 2, 2)".',
+                                        metavar="EXPR", show_default=False)],
+    inputs: InputOpt = None,  # type: ignore[assignment]
+    fmt: FormatOpt = Format.table,
+    debug: DebugOpt = False,
+) -> None:
+    """One layer on its own: output shape, the arithmetic, the parameters, each argument named."""
+    try:
+        from .layer import build_layer, parse_layer
+
+        specs = [parse_input(i) for i in inputs or []]
+        if not specs:
+            from .errors import InputSpecError
+
+            raise InputSpecError("layer needs --input SHAPE, e.g. --input 1x3x32x32")
+        call = parse_layer(expr)
+        module = build_layer(call)
+    except ConvshapeError as e:
+        _fail(e, debug)
+    from .api import parameters, trace_model
+    from .explain import explanations
+    from .layer import layer_dict
+    from .render.table import layer_text
+
+    try:
+        traced = trace_model(module, *specs, device="cpu", label=call.text)
+    except TraceError as e:
+        traced = e.trace  # type: ignore[assignment]
+    explain = explanations(traced.rows).get(0, []) if traced.rows else []
+    report = parameters(module, call.text)
+    if fmt is Format.json:
+        import json
+
+        sys.stdout.write(json.dumps(layer_dict(call, traced, report, explain), indent=2) + "\n")
+    else:
+        _emit(layer_text(call.text, traced, report, explain), fmt)
+    if traced.error is not None:
         raise typer.Exit(1)
 
 

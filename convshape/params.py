@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
@@ -33,6 +35,50 @@ def totals_of(model: nn.Module) -> Totals:
     return Totals(params, trainable, params - trainable, nbytes)
 
 
+_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+_KERNEL = {1: ("kL",), 2: ("kH", "kW"), 3: ("kD", "kH", "kW")}
+
+
+def formula(module: nn.Module, local: str, shape: tuple[int, ...]) -> str:
+    """How a parameter's count follows from its layer's arguments: ``out 20 x in 1 x kH 5 x kW 5``."""
+    kind = type(module).__name__
+    n = math.prod(shape)
+    if not shape:
+        return "a scalar = 1"
+    if isinstance(module, nn.modules.conv._ConvNd) and local == "weight":
+        g = module.groups
+        ks = dict(zip(_KERNEL[len(shape) - 2], shape[2:], strict=True))
+        kernel = " x ".join(f"{k} {v}" for k, v in ks.items())
+        if module.transposed:
+            per = f"out/groups {module.out_channels}/{g}={shape[1]}" if g > 1 else f"out {shape[1]}"
+            return f"in {shape[0]} x {per} x {kernel} = {n:,}"
+        per = f"in/groups {module.in_channels}/{g}={shape[1]}" if g > 1 else f"in {shape[1]}"
+        return f"out {shape[0]} x {per} x {kernel} = {n:,}"
+    if isinstance(module, nn.Linear) and local == "weight":
+        return f"out {shape[0]} x in {shape[1]} = {n:,}"
+    if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)) and local == "bias":
+        return f"out {shape[0]} = {n:,}"
+    if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
+        return f"num_embeddings {shape[0]} x embedding_dim {shape[1]} = {n:,}"
+    if isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm)):
+        return f"channels {shape[0]} = {n:,}"
+    if isinstance(module, nn.LayerNorm):
+        return f"normalized_shape {list(shape)} = {n:,}"
+    if kind in _GATES and isinstance(module, nn.RNNBase):
+        gates = _GATES[kind] if kind != "RNN" else 1
+        what = "hidden" if "_hh" in local or "hr" in local else "in"
+        if local.startswith("weight_hr"):
+            return f"proj {shape[0]} x hidden {shape[1]} = {n:,}"
+        if local.startswith("weight"):
+            return f"gates {gates} x hidden {module.hidden_size} x {what} {shape[1]} = {n:,}"
+        return f"gates {gates} x hidden {module.hidden_size} = {n:,}"
+    if isinstance(module, nn.MultiheadAttention) and local.startswith("in_proj"):
+        if local == "in_proj_weight":
+            return f"q,k,v 3 x embed_dim {module.embed_dim} x embed_dim {shape[1]} = {n:,}"
+        return f"q,k,v 3 x embed_dim {module.embed_dim} = {n:,}"
+    return " x ".join(map(str, shape)) + f" = {n:,}"
+
+
 def param_report(model: nn.Module, label: str) -> ParamReport:
     records: list[ParamRecord] = []
     owned: dict[str, list[ParamRecord]] = {}
@@ -43,9 +89,12 @@ def param_report(model: nn.Module, label: str) -> ParamReport:
         if lazy:
             notes.append(f"{name} belongs to a lazy layer and has no size until a forward pass; "
                          "run `convshape trace` with --input to size it")
+        owner, _, local = name.rpartition(".")
+        shape = () if lazy else tuple(p.shape)
         rec = ParamRecord(
-            name=name, module=name.rpartition(".")[0], shape=() if lazy else tuple(p.shape), numel=numel(p),
-            trainable=p.requires_grad, dtype=dtype_name(p.dtype), shared_with=tuple(names[1:]),
+            name=name, module=owner, shape=shape, numel=numel(p), trainable=p.requires_grad,
+            dtype=dtype_name(p.dtype), shared_with=tuple(names[1:]),
+            formula="unsized (lazy)" if lazy else formula(model.get_submodule(owner), local, shape),
         )
         records.append(rec)
         owned.setdefault(rec.module, []).append(rec)

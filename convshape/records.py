@@ -63,6 +63,7 @@ class Row(NamedTuple):
     flops: int | None = None  # counted from the aten ops run inside this call (None: unknown/not counted)
     macs: int | None = None
     alloc_bytes: int = 0  # output bytes this call newly allocated (views, in-place results, inputs excluded)
+    site: int | None = None  # bytecode offset of the call in its source line: tells a loop's runs apart
 
     @property
     def output_bytes(self) -> int:
@@ -167,6 +168,7 @@ class ParamRecord:
     trainable: bool
     dtype: str
     shared_with: tuple[str, ...] = ()  # other names of the same tensor (tied weights)
+    formula: str = ""  # how the count follows from the layer's arguments: "out 20 x in 1 x kH 5 x kW 5 = 500"
 
     def to_dict(self) -> dict[str, Any]:
         return _lists(asdict(self))

@@ -73,12 +73,13 @@ class _Pending:
     attrs: dict[str, Any] = field(default_factory=dict)
     own_flops: int | None = 0  # ops run by the module's own code (torch-internal calls folded in)
     alloc_bytes: int = 0
+    site: int | None = None
 
     def freeze(self, flops: int | None = None) -> Row:
         return Row(self.index, self.kind, self.name, self.op, self.depth, self.input_shapes,
                    self.output_shapes, self.output_dtypes, self.params, self.source, self.parent,
                    self.inputs_from, self.call, self.failed, self.attrs, flops,
-                   None if flops is None else flops // 2, self.alloc_bytes)
+                   None if flops is None else flops // 2, self.alloc_bytes, self.site)
 
 
 _BASENAMES: dict[str, str] = {}
@@ -339,7 +340,8 @@ class Recorder(TorchFunctionMode):
             name=name if name is not None else f"<{type(module).__name__}>",
             op=type(module).__name__, depth=len(self.stack), input_shapes=shapes,
             params=self._params_of(module),
-            source=_where(_module_caller(sys._getframe(2))) if parent is not None else None,
+            source=_where(caller := _module_caller(sys._getframe(2))) if parent is not None else None,
+            site=caller.f_lasti if parent is not None and caller is not None else None,
             parent=parent.index if parent else None, inputs_from=sources, call=call,
             module=module, attrs=self._attrs_of(module),
         )
@@ -450,7 +452,7 @@ class Recorder(TorchFunctionMode):
         counted = flops if self.costs else None
         row = Row(index, "function", name, op, len(self.stack), shapes, out_shapes, out_dtypes, params,
                   _where(caller), self.stack[-1].index if self.stack else None, sources, 0, out is None, literal,
-                  counted, None if counted is None else counted // 2, allocated)
+                  counted, None if counted is None else counted // 2, allocated, caller.f_lasti)
         self.rows.append(row)
         return row
 
@@ -495,7 +497,7 @@ class Recorder(TorchFunctionMode):
                            layer_type=None, source=source)
         layer.failed = True
         mismatch = diagnose.check_layer(layer.op, layer.attrs, layer.input_shapes)
-        label = f"{layer.name or 'the model'} ({layer.op})"
+        label = f"{layer.name} ({layer.op})" if layer.name else layer.op
         if mismatch is not None:
             summary = f"{label} expects {mismatch.expected}, received {mismatch.received}"
         else:

@@ -80,7 +80,8 @@ def test_params_json_and_table() -> None:
     data = json.loads(run("params", MNIST, "-f", "json").stdout)
     assert data["schema"] == "convshape.params/1"
     assert data["parameters"][0] == {"name": "conv1.weight", "module": "conv1", "shape": [20, 1, 5, 5],
-                                     "numel": 500, "trainable": True, "dtype": "float32", "shared_with": []}
+                                     "numel": 500, "trainable": True, "dtype": "float32", "shared_with": [],
+                                     "formula": "out 20 x in 1 x kH 5 x kW 5 = 500"}
     assert data["totals"]["params"] == 431080
     assert {m["name"] for m in data["modules"]} == {"conv1", "conv2", "fc1", "fc2"}
     table = run("params", MNIST)

@@ -88,7 +88,7 @@ def trace_table(trace: Trace, depth: int | None = None, functions: bool = True, 
     return text
 
 
-def params_table(report: ParamReport) -> Text:
+def params_table(report: ParamReport, explain: bool = False) -> Text:
     by_module: dict[str, list[int]] = {}
     for i, p in enumerate(report.parameters):
         by_module.setdefault(p.module, []).append(i)
@@ -96,14 +96,16 @@ def params_table(report: ParamReport) -> Text:
     for sub in report.modules:
         for i in by_module.get(sub.name, []):
             p = report.parameters[i]
-            rows.append([(p.name, ""), (shape_text(p.shape), ""), (f"{p.numel:,}", ""),
-                         ("yes" if p.trainable else "frozen", "" if p.trainable else "cyan"),
-                         (", ".join(p.shared_with), "")])
+            cells = [(p.name, ""), (shape_text(p.shape), ""), (f"{p.numel:,}", ""),
+                     ("yes" if p.trainable else "frozen", "" if p.trainable else "cyan"),
+                     (", ".join(p.shared_with), "")]
+            rows.append([*cells, (p.formula, "cyan")] if explain else cells)
         if len(by_module.get(sub.name, [])) > 1:
-            rows.append([(f"  {sub.name or report.model} ({sub.type}) subtotal", "dim"), ("", ""),
-                         (f"{sub.params:,}", "dim"), ("", ""), ("", "")])
-    text = grid(f"{report.model}  parameters", ("Parameter", "Shape", "Count", "Trainable", "Shared with"),
-                rows, frozenset({2}))
+            cells = [(f"  {sub.name or report.model} ({sub.type}) subtotal", "dim"), ("", ""),
+                     (f"{sub.params:,}", "dim"), ("", ""), ("", "")]
+            rows.append([*cells, ("", "")] if explain else cells)
+    headers = ("Parameter", "Shape", "Count", "Trainable", "Shared with", *(("Formula",) if explain else ()))
+    text = grid(f"{report.model}  parameters", headers, rows, frozenset({2}))
     _totals(report.totals, text)
     _notes(report.notes, text)
     return text
@@ -138,4 +140,22 @@ def fc_table(report: FcReport) -> Text:
     _notes(report.notes, text)
     if report.error is not None:
         failure_text(report.error, text)
+    return text
+
+
+def layer_text(call: str, trace: Trace, params: ParamReport, explain: list[str]) -> Text:
+    text = Text(no_wrap=True, overflow="ignore")
+    text.append(f"{call}\n", style="bold")
+    for i in trace.inputs:
+        text.append(f"input   {shape_text(i.shape)} {i.dtype}\n")
+    if trace.rows and trace.error is None:
+        text.append(f"output  {shapes_text(trace.rows[0].output_shapes)}\n", style="bold green")
+    for line in explain:
+        text.append(f"  ↳ {line}\n", style="cyan")
+    text.append("\n")
+    for p in params.parameters:
+        text.append(f"{p.name:<8} {shape_text(p.shape):<16} {p.formula}\n")
+    text.append(f"total    {params.totals.params:,} parameters\n", style="bold")
+    if trace.error is not None:
+        failure_text(trace.error, text)
     return text

@@ -1,0 +1,92 @@
+"""One ``torch.nn`` layer on its own, for what-if questions: ``nn.Conv2d(3, 10, 2, 2)`` on ``1x3x32x32``.
+
+The expression is parsed with ``ast`` and never evaluated: only a call of a ``torch.nn`` layer class
+with literal arguments is accepted.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from .errors import InputSpecError
+from .records import ParamReport, Trace
+
+LAYER_SCHEMA = "convshape.layer/1"
+FORM = 'a torch.nn layer call with literal arguments, e.g. "nn.Conv2d(3, 10, 2, 2)"'
+
+
+@dataclass(frozen=True)
+class LayerCall:
+    cls: type[nn.Module]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    named: dict[str, Any]  # every argument by its constructor parameter name
+
+    @property
+    def text(self) -> str:
+        return f"nn.{self.cls.__name__}(" + ", ".join(f"{k}={v!r}" for k, v in self.named.items()) + ")"
+
+
+def parse_layer(expr: str) -> LayerCall:
+    """``"nn.Conv2d(3, 10, kernel_size=2)"`` -> the class and its arguments, without evaluating anything."""
+    try:
+        node = ast.parse(expr.strip(), mode="eval").body
+    except SyntaxError as e:
+        raise InputSpecError(f"layer {expr!r} is not a Python expression ({e.msg}); expected {FORM}") from None
+    if not isinstance(node, ast.Call):
+        raise InputSpecError(f"layer {expr!r} is not a call; expected {FORM}")
+    parts = []
+    target: ast.expr = node.func
+    while isinstance(target, ast.Attribute):
+        parts.append(target.attr)
+        target = target.value
+    if isinstance(target, ast.Name):
+        parts.append(target.id)
+    path = ".".join(reversed(parts))
+    name = parts[0] if parts else ""
+    if path not in (name, f"nn.{name}", f"torch.nn.{name}"):
+        raise InputSpecError(f"layer {expr!r}: {path or 'that'} is not a torch.nn layer; expected {FORM}")
+    cls = getattr(nn, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)) or name.startswith("_"):
+        raise InputSpecError(f"layer {expr!r}: torch.nn has no layer named {name!r}; expected {FORM}")
+    try:
+        args = tuple(ast.literal_eval(a) for a in node.args)
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg}
+    except ValueError:
+        raise InputSpecError(f"layer {expr!r}: arguments must be literals (numbers, strings, tuples, "
+                             f"True/False/None); expected {FORM}") from None
+    if any(k.arg is None for k in node.keywords) or any(isinstance(a, ast.Starred) for a in node.args):
+        raise InputSpecError(f"layer {expr!r}: * and ** arguments are not accepted; expected {FORM}")
+    try:
+        bound = inspect.signature(cls).bind(*args, **kwargs)
+    except TypeError as e:
+        raise InputSpecError(f"layer {expr!r}: {e}; nn.{name} takes {inspect.signature(cls)}") from None
+    return LayerCall(cls, args, kwargs, dict(bound.arguments))
+
+
+def build_layer(call: LayerCall) -> nn.Module:
+    try:
+        return call.cls(*call.args, **call.kwargs)
+    except Exception as e:
+        raise InputSpecError(f"nn.{call.cls.__name__}{call.args if not call.kwargs else ''} raised "
+                             f"{type(e).__name__}: {e}") from None
+
+
+def layer_dict(call: LayerCall, trace: Trace, params: ParamReport, explain: list[str]) -> dict[str, Any]:
+    root = trace.rows[0] if trace.rows else None
+    return {
+        "schema": LAYER_SCHEMA,
+        "layer": f"nn.{call.cls.__name__}",
+        "arguments": {k: list(v) if isinstance(v, tuple) else v for k, v in call.named.items()},
+        "inputs": [i.to_dict() for i in trace.inputs],
+        "output_shapes": [list(s) for s in root.output_shapes] if root else [],
+        "explain": explain,
+        "parameters": [p.to_dict() for p in params.parameters],
+        "totals": params.totals.to_dict(),
+        "error": trace.error.to_dict() if trace.error else None,
+    }
