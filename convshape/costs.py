@@ -17,8 +17,13 @@ import torch
 from torch.utils import flop_counter
 from torch.utils._python_dispatch import TorchDispatchMode
 
-_UNKNOWN_MARKERS = ("fft", "linalg", "cdist", "cholesky", "triangular_solve", "_thnn_fused", "cudnn_rnn",
-                    "miopen_rnn", "_lstm", "_gru", "svd", "qr", "eig", "lu_", "solve", "matrix_exp")
+# Heavy ops that no formula here prices: their cost is reported unknown, not zero.
+_UNKNOWN_PREFIXES = ("fft_", "_fft_", "linalg_", "_linalg_", "_thnn_fused_", "cudnn_rnn", "_cudnn_rnn", "miopen_rnn")
+_UNKNOWN_NAMES = frozenset({
+    "cdist", "_cdist_forward", "cholesky", "cholesky_solve", "cholesky_inverse", "triangular_solve", "svd",
+    "qr", "geqrf", "ormqr", "lu_unpack", "lu_solve", "matrix_exp", "slogdet", "logdet", "det", "inverse",
+    "pinverse", "matrix_power", "stft", "istft", "lstm_cell", "gru_cell", "rnn_tanh_cell", "rnn_relu_cell",
+})
 
 
 def _shape(t: Any) -> tuple[int, ...]:
@@ -53,7 +58,7 @@ def op_flops(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any)
     extra = _EXTRA.get(name)
     if extra is not None:
         return extra(args, kwargs, out)
-    if any(marker in name for marker in _UNKNOWN_MARKERS):
+    if name in _UNKNOWN_NAMES or name.startswith(_UNKNOWN_PREFIXES):
         return None
     return 0
 

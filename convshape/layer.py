@@ -45,12 +45,13 @@ def parse_layer(expr: str) -> LayerCall:
     while isinstance(target, ast.Attribute):
         parts.append(target.attr)
         target = target.value
-    if isinstance(target, ast.Name):
-        parts.append(target.id)
+    if not isinstance(target, ast.Name):
+        raise InputSpecError(f"layer {expr!r}: {ast.unparse(node.func)} is not a torch.nn layer; expected {FORM}")
+    parts.append(target.id)
     path = ".".join(reversed(parts))
-    name = parts[0] if parts else ""
+    name = parts[0]
     if path not in (name, f"nn.{name}", f"torch.nn.{name}"):
-        raise InputSpecError(f"layer {expr!r}: {path or 'that'} is not a torch.nn layer; expected {FORM}")
+        raise InputSpecError(f"layer {expr!r}: {path} is not a torch.nn layer; expected {FORM}")
     cls = getattr(nn, name, None)
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)) or name.startswith("_"):
         raise InputSpecError(f"layer {expr!r}: torch.nn has no layer named {name!r}; expected {FORM}")

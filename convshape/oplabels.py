@@ -34,6 +34,13 @@ _OPERATORS = {
 }
 
 
+_NAMESPACES = {
+    "torch._C._fft": ("fft_", "torch.fft."),
+    "torch._C._linalg": ("linalg_", "torch.linalg."),
+    "torch._C._special": ("special_", "torch.special."),
+}
+
+
 @lru_cache(maxsize=1024)
 def op_label(func: Any) -> tuple[str, str]:
     """Return ``(name, op)`` for a torch function: e.g. ``("max_pool2d", "F.max_pool2d")``."""
@@ -53,4 +60,8 @@ def op_label(func: Any) -> tuple[str, str]:
     if getattr(torch, name, None) is func or qualname.startswith("_VariableFunctionsClass."):
         return name, f"torch.{name}"
     module = getattr(func, "__module__", None) or ""
+    if module in _NAMESPACES:  # torch.fft.rfft is the builtin torch._C._fft.fft_rfft
+        prefix, public = _NAMESPACES[module]
+        short = name.removeprefix(prefix)
+        return short, f"{public}{short}"
     return name, f"{module}.{qualname or name}".lstrip(".")

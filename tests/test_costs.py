@@ -1,0 +1,113 @@
+"""MACs/FLOPs counted from executed ops, against FlopCounterMode and analytic formulas; output memory."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import convshape
+from convshape.costs import flop_counter_total
+
+from .conftest import ASSETS, EXAMPLES, load_file
+
+zoo = load_file(ASSETS / "zoo.py")
+
+
+def test_mnist_macs_match_the_formula_and_flop_counter() -> None:
+    model = load_file(EXAMPLES / "mnist_net.py").M()
+    trace = convshape.trace_model(model, "64x784", costs=True)
+    conv = lambda n, c_out, h, w, c_in, k: n * c_out * h * w * c_in * k * k  # noqa: E731
+    analytic = conv(64, 20, 24, 24, 1, 5) + conv(64, 50, 8, 8, 20, 5) + 64 * 800 * 500 + 64 * 500 * 10
+    assert trace.macs == analytic == 146_752_000
+    assert trace.flops == 2 * trace.macs == flop_counter_total(model, torch.randn(64, 784))
+    rows = {r.name: r for r in trace.rows}
+    assert rows["conv1"].macs == conv(64, 20, 24, 24, 1, 5)
+    assert rows["fc2"].macs == 64 * 500 * 10
+    assert all(r.macs == 0 for r in trace.function_rows())  # relu, pools, views: no multiply-adds
+
+
+@pytest.mark.parametrize("factory,inputs", [
+    (load_file(EXAMPLES / "resnet_style.py").resnet_small, ["2x3x32x32"]),
+    (zoo.TinyTransformer, ["2x10:int64"]),
+    (zoo.TransposeNet, ["3x16"]),
+    (zoo.Conv3dNet, ["2x1x6x20x20"]),
+])
+def test_totals_within_one_percent_of_flop_counter(factory, inputs: list[str]) -> None:
+    model = factory()
+    tensors = [convshape.api.make_input(convshape.spec.parse_input(s), torch.device("cpu")) for s in inputs]
+    trace = convshape.trace_model(model, *tensors, costs=True)
+    want = flop_counter_total(model, *tensors)
+    assert want > 0
+    assert abs(trace.flops - want) <= 0.01 * want
+
+
+def test_rollup_children_sum_to_parent() -> None:
+    model = load_file(EXAMPLES / "resnet_style.py").resnet_small()
+    trace = convshape.trace_model(model, "2x3x32x32", costs=True)
+    for row in trace.module_rows():
+        children = [r for r in trace.rows if r.parent == row.index]
+        if children and row.op in ("Sequential", "BasicBlock"):
+            assert row.flops == sum(c.flops for c in children)
+
+
+def test_grouped_conv_and_linear_on_3d_inputs() -> None:
+    conv = nn.Conv2d(8, 16, 3, groups=4)
+    trace = convshape.trace_model(conv, "2x8x10x10", costs=True)
+    assert trace.macs == 2 * 16 * 8 * 8 * (8 // 4) * 3 * 3
+    lin = nn.Linear(32, 64)
+    assert convshape.trace_model(lin, "4x7x32", costs=True).macs == 4 * 7 * 32 * 64
+
+
+def test_lstm_and_sdpa_on_cpu_are_counted_where_flop_counter_sees_zero() -> None:
+    lstm = nn.LSTM(8, 16, batch_first=True)
+    x = torch.randn(2, 5, 8)
+    assert flop_counter_total(lstm, x) == 0  # the fused CPU kernel FlopCounterMode does not price
+    trace = convshape.trace_model(lstm, x, costs=True)
+    assert trace.macs == 2 * 5 * 4 * 16 * (8 + 16)  # steps x gates x hidden x (in + hidden)
+
+    class Attn(nn.Module):
+        def forward(self, q):
+            return torch.nn.functional.scaled_dot_product_attention(q, q, q)
+
+    q = torch.randn(2, 4, 6, 8)
+    trace = convshape.trace_model(Attn(), q, costs=True)
+    assert trace.macs == 2 * (2 * 4 * 6 * 6 * 8)  # q @ k^T and attn @ v
+    with torch.device("meta"):
+        meta_total = flop_counter_total(Attn(), torch.empty(2, 4, 6, 8))
+    assert trace.flops == meta_total  # on meta FlopCounterMode decomposes and agrees
+
+
+def test_unknown_cost_is_not_zero() -> None:
+    class Spectral(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(5, 5)
+
+        def forward(self, x):
+            return self.fc(torch.fft.rfft(x).abs())
+
+    trace = convshape.trace_model(Spectral(), "2x8", costs=True)
+    fft = next(r for r in trace.rows if r.name == "rfft")
+    assert fft.flops is None and trace.flops is None
+    assert any("FLOPs unknown for: aten._fft_r2c" in n for n in trace.notes)
+    assert next(r for r in trace.rows if r.name == "fc").macs == 2 * 5 * 5
+
+
+def test_activation_memory() -> None:
+    model = load_file(EXAMPLES / "mnist_net.py").M()
+    trace = convshape.trace_model(model, "64x784", costs=True)
+    elems = [64 * 20 * 24 * 24] * 2 + [64 * 20 * 12 * 12] + [64 * 50 * 8 * 8] * 2 + [64 * 50 * 4 * 4] \
+        + [64 * 500] * 2 + [64 * 10]  # conv1, relu, pool, conv2, relu, pool, fc1, relu, fc2: views add nothing
+    assert trace.activation_bytes == 4 * sum(elems)
+    assert next(r for r in trace.rows if r.name == "conv1").output_bytes == 4 * 64 * 20 * 24 * 24
+    inplace = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(inplace=True))
+    assert convshape.trace_model(inplace, "1x1x5x5").activation_bytes == 4 * 2 * 3 * 3
+
+
+def test_costs_off_by_default_and_on_meta() -> None:
+    model = load_file(EXAMPLES / "mnist_net.py").M()
+    assert convshape.trace_model(model, "64x784").macs is None
+    with torch.device("meta"):
+        meta_model = load_file(EXAMPLES / "mnist_net.py").M()
+    assert convshape.trace_model(meta_model, "64x784", costs=True).macs == 146_752_000
