@@ -111,3 +111,13 @@ def test_costs_off_by_default_and_on_meta() -> None:
     with torch.device("meta"):
         meta_model = load_file(EXAMPLES / "mnist_net.py").M()
     assert convshape.trace_model(meta_model, "64x784", costs=True).macs == 146_752_000
+
+
+def test_llama_tiny_counts_attention_like_flop_counter_on_meta() -> None:
+    """On the CPU FlopCounterMode misses SDPA; on meta it decomposes it and agrees with convshape."""
+    llama = load_file(EXAMPLES / "llama.py")
+    ours = convshape.trace_model(llama.llama_tiny(), "1x128:int64", costs=True).flops
+    with torch.device("meta"):
+        model = llama.llama_tiny()
+        reference = flop_counter_total(model, torch.zeros(1, 128, dtype=torch.int64))
+    assert abs(ours - reference) <= 0.01 * reference

@@ -18,11 +18,11 @@ from convshape.render.table import fc_table, params_table, trace_table
 from .conftest import ASSETS, EXAMPLES, GOLDEN, load_file
 
 
-def _trace(path: str, name: str, *inputs: str, **kw: object) -> RenderableType:
+def _trace(path: str, name: str, *inputs: str, costs_counted: bool = False, **kw: object) -> RenderableType:
     file = ASSETS / path.split("/")[-1] if "/" in path else EXAMPLES / path
     model = getattr(load_file(file), name)()
     try:
-        trace = convshape.trace_model(model, *inputs)
+        trace = convshape.trace_model(model, *inputs, costs=costs_counted)
     except TraceError as e:
         trace = e.trace
     return trace_table(trace, **kw)  # type: ignore[arg-type]
@@ -35,6 +35,10 @@ CASES: dict[str, Callable[[], RenderableType]] = {
     "trace_lstm": lambda: _trace("lstm_tagger.py", "LSTMTagger", "2x16:int64"),
     "trace_broken_fc": lambda: _trace("broken_fc.py", "BrokenNet", "64x784"),
     "trace_wrong_channels": lambda: _trace("x/failing.py", "WrongChannels", "2x1x28x28"),
+    "trace_mnist_explain_costs": lambda: _trace("mnist_net.py", "M", "64x784", explain=True, costs=True,
+                                                costs_counted=True),
+    "params_mnist_explain": lambda: params_table(convshape.parameters(load_file(EXAMPLES / "mnist_net.py").M(),
+                                                                      "M"), explain=True),
     "params_mnist": lambda: params_table(convshape.parameters(load_file(EXAMPLES / "mnist_net.py").M(), "M")),
     "params_tied": lambda: params_table(convshape.parameters(load_file(ASSETS / "zoo.py").TiedLM())),
     "fc_broken": lambda: fc_table(convshape.fc_size(load_file(EXAMPLES / "broken_fc.py").BrokenNet(), "64x784")),
