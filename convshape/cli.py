@@ -91,6 +91,29 @@ def _source(model: str, args: list[str] | None) -> ModelSource:
     return resolve(parse_model_ref(model, parse_kwargs(args)))
 
 
+def _traced(model: str, inputs: list[str] | None, args: list[str] | None, device: str,
+            **options: Any) -> tuple[ModelSource, Trace, TraceError | None]:
+    """Parse, load and trace. A failing forward pass still gives its partial trace (``trace.error`` set)
+    and the TraceError (for --debug); any other ConvshapeError propagates."""
+    from .policy import trace_source
+
+    specs = [parse_input(i) for i in inputs or []]
+    dev = parse_device(device)
+    source = _source(model, args)
+    try:
+        return source, trace_source(source, specs, dev, **options), None
+    except TraceError as e:
+        return source, e.trace, e  # type: ignore[return-value]
+
+
+def _debug_traceback(error: TraceError, debug: bool) -> None:
+    """With --debug, the model's own traceback (the TraceError's cause)."""
+    if debug and error.__cause__ is not None:
+        import traceback
+
+        _err.print("".join(traceback.format_exception(error.__cause__)), markup=False, highlight=False)
+
+
 @app.command()
 def trace(
     model: ModelArg,
@@ -108,20 +131,13 @@ def trace(
 ) -> None:
     """Every layer and functional op, in call order, with input and output shapes."""
     try:
-        specs = [parse_input(i) for i in inputs or []]
-        dev = parse_device(device)
-        source = _source(model, args)
-        from .policy import trace_source
-
-        result = trace_source(source, specs, dev, costs=costs)
-    except TraceError as e:
-        _emit(_trace_out(e.trace, fmt, depth, not no_functions, explain, costs), fmt)
-        if debug:
-            _err.print_exception()
-        raise typer.Exit(e.exit_code) from None
+        _, result, failed = _traced(model, inputs, args, device, costs=costs)
     except ConvshapeError as e:
         _fail(e, debug)
     _emit(_trace_out(result, fmt, depth, not no_functions, explain, costs), fmt)
+    if failed is not None:
+        _debug_traceback(failed, debug)
+        raise typer.Exit(failed.exit_code)
 
 
 def _trace_out(result: Trace, fmt: Format, depth: int | None, functions: bool, explain: bool, costs: bool) -> Any:
@@ -166,20 +182,13 @@ def fc_size(
     debug: DebugOpt = False,
 ) -> None:
     """The in_features each nn.Linear needs after the layers before it, and the fix."""
+    from .fc import fc_report
     from .render.json import to_json
     from .render.table import fc_table
 
     try:
-        specs = [parse_input(i) for i in inputs or []]
-        dev = parse_device(device)
-        source = _source(model, args)
-        from .fc import fc_report
-        from .policy import trace_source
-
-        try:
-            traced = trace_source(source, specs, dev, repair_linear=True)
-        except TraceError as e:
-            traced = e.trace  # failed elsewhere: report the Linear layers reached before the failure
+        # a model failing elsewhere than a Linear still reports the Linear layers reached before it
+        _, traced, _ = _traced(model, inputs, args, device, repair_linear=True)
         report = fc_report(traced)
         if layer is not None:
             names = [c.name for c in report.layers]
@@ -208,16 +217,13 @@ def annotate(
 ) -> None:
     """Print the model's forward source with each line's shape as a trailing comment."""
     try:
-        specs = [parse_input(i) for i in inputs or []]
-        source = _source(model, args)
-        from .policy import trace_source
-
-        traced = trace_source(source, specs, parse_device(device))
-    except TraceError as e:
-        traced = e.trace
-        _err.print(f"[bold red]error:[/] {e} (the lines before it are annotated)", markup=True, soft_wrap=True)
+        source, traced, failed = _traced(model, inputs, args, device)
     except ConvshapeError as e:
         _fail(e, debug)
+    if failed is not None:
+        _err.print(f"[bold red]error:[/] {failed} (the lines before it are annotated)", markup=True,
+                   soft_wrap=True)
+        _debug_traceback(failed, debug)
     from .annotate import annotate as annotate_forward
 
     # annotate reads the module tree only (names, classes): a fresh meta build is enough
