@@ -97,6 +97,3 @@ def fc_report(trace: Trace, layer: str | None = None) -> FcReport:
             checks[row.name] = check
     return FcReport(trace.model, trace.inputs, tuple(checks.values()), trace.error, trace.notes)
 
-
-def linear_names(trace: Trace) -> list[str]:
-    return list(dict.fromkeys(r.name for r in trace.rows if r.kind == "module" and r.op in _LINEARS))

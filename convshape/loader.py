@@ -47,13 +47,6 @@ class ModelSource:
         return _build(self.obj, self.kwargs, self.label, device, skip_init or device == "meta")
 
 
-@dataclass
-class LoadedModel:
-    module: nn.Module
-    label: str
-    how: str
-
-
 _INIT_FUNCTIONS = (
     "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
     "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "sparse_",
@@ -219,12 +212,6 @@ def resolve(ref: ModelRef) -> ModelSource:
     else:
         _check_signature(obj, ref.kwargs, label)
     return ModelSource(obj, dict(ref.kwargs), label, how)
-
-
-def load_model(ref: ModelRef, device: str | None = None) -> LoadedModel:
-    """Import, pick and build the model of ``ref`` (under ``device`` if given)."""
-    source = resolve(ref)
-    return LoadedModel(source.build(device), source.label, source.how)
 
 
 def _build(obj: Any, kwargs: dict[str, Any], label: str, device: str | None, skip_init: bool) -> nn.Module:

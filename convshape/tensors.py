@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 
-def iter_tensors(value: Any) -> Iterator[torch.Tensor]:
-    """Yield every tensor in ``value`` in order, looking inside tuples, lists and dicts."""
-    if isinstance(value, torch.Tensor):
-        yield value
-    elif isinstance(value, (tuple, list)):
-        for item in value:
-            yield from iter_tensors(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from iter_tensors(item)
-
-
 def tensors_in(value: Any, out: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
-    """Every tensor in ``value`` as a list, in order: a faster, non-generator :func:`iter_tensors`."""
+    """Every tensor in ``value`` as a list, in order, looking inside tuples, lists and dicts."""
     if out is None:
         out = []
     if isinstance(value, torch.Tensor):
@@ -42,7 +29,7 @@ def has_tensor(value: Any) -> bool:
     if isinstance(value, torch.Tensor):
         return True
     if isinstance(value, (tuple, list, dict)):
-        return next(iter_tensors(value), None) is not None
+        return bool(tensors_in(value))
     return False
 
 

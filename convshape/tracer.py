@@ -220,7 +220,6 @@ class Recorder(TorchFunctionMode):
         self.repair_linear = repair_linear
         self.rows: list[_Pending | Row] = []
         self.stack: list[_Pending] = []
-        self.repaired: dict[int, int] = {}  # row index -> in_features the layer actually received
         self._producers: dict[int, tuple[weakref.ref[torch.Tensor], int]] = {}
         self._calls: dict[int, int] = {}
         # Counted before the mode is active: hashing parameters under a TorchFunctionMode is slow.
@@ -463,8 +462,6 @@ class Recorder(TorchFunctionMode):
             return None
         if x.shape[-1] == weight.shape[-1]:
             return None
-        if self.stack:
-            self.repaired[self.stack[-1].index] = int(x.shape[-1])
         return x.new_zeros((*x.shape[:-1], weight.shape[0]))
 
     # -- failure --------------------------------------------------------------------------------
