@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .records import Shape
+from .records import Shape, shape_text
 
 # Attributes worth recording for a layer: the constructor arguments users reason about.
 LAYER_ATTRS = (
@@ -79,10 +79,6 @@ def constructor(type_name: str, attrs: dict[str, Any], **override: Any) -> str |
     return None
 
 
-def _shape(shape: Shape) -> str:
-    return "[" + ", ".join(map(str, shape)) + "]"
-
-
 def check_layer(type_name: str, attrs: dict[str, Any], inputs: tuple[Shape, ...]) -> Mismatch | None:
     """Find what this layer expected of its first input and did not get; None when nothing is off."""
     if not inputs:
@@ -92,7 +88,7 @@ def check_layer(type_name: str, attrs: dict[str, Any], inputs: tuple[Shape, ...]
         need = attrs["in_features"]
         if not x or x[-1] != need:
             got = x[-1] if x else 0
-            return Mismatch(f"in_features={need}", f"{got} (input {_shape(x)})",
+            return Mismatch(f"in_features={need}", f"{got} (input {shape_text(x)})",
                             constructor("Linear", attrs, in_features=got))
         return None
     if type_name in _CONV:
@@ -101,26 +97,26 @@ def check_layer(type_name: str, attrs: dict[str, Any], inputs: tuple[Shape, ...]
         if len(x) < 2 or x[1] != attrs["num_features"]:
             got = x[1] if len(x) >= 2 else None
             fix = f"nn.{type_name}({got})" if got else None
-            return Mismatch(f"{attrs['num_features']} channels (dim 1)", f"{got} (input {_shape(x)})", fix)
+            return Mismatch(f"{attrs['num_features']} channels (dim 1)", f"{got} (input {shape_text(x)})", fix)
         return None
     if type_name == "GroupNorm" and (len(x) < 2 or x[1] != attrs.get("num_channels")):
         got = x[1] if len(x) >= 2 else None
-        return Mismatch(f"{attrs.get('num_channels')} channels (dim 1)", f"{got} (input {_shape(x)})",
+        return Mismatch(f"{attrs.get('num_channels')} channels (dim 1)", f"{got} (input {shape_text(x)})",
                         constructor("GroupNorm", attrs, num_channels=got) if got else None)
     if type_name == "LayerNorm":
         norm = tuple(attrs.get("normalized_shape", ()))
         if tuple(x[len(x) - len(norm):]) != norm:
             got = tuple(x[len(x) - len(norm):]) if len(x) >= len(norm) else x
-            return Mismatch(f"trailing dims {_shape(norm)}", f"{_shape(got)} (input {_shape(x)})",
+            return Mismatch(f"trailing dims {shape_text(norm)}", f"{shape_text(got)} (input {shape_text(x)})",
                             constructor("LayerNorm", attrs, normalized_shape=got))
         return None
     if type_name in ("LSTM", "GRU", "RNN") and (not x or x[-1] != attrs.get("input_size")):
         got = x[-1] if x else None
-        return Mismatch(f"input_size={attrs.get('input_size')}", f"{got} (input {_shape(x)})",
+        return Mismatch(f"input_size={attrs.get('input_size')}", f"{got} (input {shape_text(x)})",
                         constructor(type_name, attrs, input_size=got))
     if type_name == "MultiheadAttention" and (not x or x[-1] != attrs.get("embed_dim")):
         got = x[-1] if x else None
-        return Mismatch(f"embed_dim={attrs.get('embed_dim')}", f"{got} (input {_shape(x)})",
+        return Mismatch(f"embed_dim={attrs.get('embed_dim')}", f"{got} (input {shape_text(x)})",
                         constructor(type_name, attrs, embed_dim=got))
     return None
 
@@ -135,11 +131,11 @@ def _check_conv(type_name: str, attrs: dict[str, Any], x: Shape) -> Mismatch | N
         elif rank < n + 1:
             hint = f"reshape it to ({dims_label(n)}) first"
         return Mismatch(f"a {n + 1}D or {n + 2}D input ({dims_label(n)})",
-                        f"a {rank}D input {_shape(x)}", hint)
+                        f"a {rank}D input {shape_text(x)}", hint)
     channels = x[rank - n - 1]
     need = attrs.get("in_channels")
     if need and channels != need:
-        return Mismatch(f"{need} input channels", f"{channels} (input {_shape(x)})",
+        return Mismatch(f"{need} input channels", f"{channels} (input {shape_text(x)})",
                         constructor(type_name, attrs, in_channels=channels))
     if type_name.startswith("Conv") and not isinstance(attrs.get("padding"), str):
         kernel, pad, dil = (tuple(attrs.get(k, (v,) * n)) for k, v in
@@ -149,6 +145,6 @@ def _check_conv(type_name: str, attrs: dict[str, Any], x: Shape) -> Mismatch | N
             if padded < reach:
                 dim = _SPATIAL[n][i]
                 return Mismatch(f"{dim} + 2*padding >= its kernel reach {reach}",
-                                f"{dim}={size} with padding {pad[i]} (input {_shape(x)})",
+                                f"{dim}={size} with padding {pad[i]} (input {shape_text(x)})",
                                 "use a smaller kernel, add padding, or downsample less before this layer")
     return None

@@ -29,7 +29,7 @@ from . import diagnose
 from .costs import CostCounter
 from .oplabels import op_label
 from .params import numel
-from .records import Failure, Row, Shape
+from .records import Failure, Row, Shape, shape_text
 from .tensors import dtype_name, has_tensor, jsonable, tensors_in
 
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
@@ -481,7 +481,7 @@ class Recorder(TorchFunctionMode):
         first_line = message.splitlines()[0]
         if fn is not None:
             received = fn.input_shapes
-            shapes = ", ".join(_fmt(s) for s in received)
+            shapes = ", ".join(shape_text(s) for s in received)
             return Failure(
                 summary=f"{fn.op} at {fn.source} failed on input {shapes}: {first_line}",
                 message=message, error_type=type(exc).__name__, row=fn.index,
@@ -498,7 +498,7 @@ class Recorder(TorchFunctionMode):
         if mismatch is not None:
             summary = f"{label} expects {mismatch.expected}, received {mismatch.received}"
         else:
-            shapes = ", ".join(_fmt(s) for s in layer.input_shapes) or "no tensors"
+            shapes = ", ".join(shape_text(s) for s in layer.input_shapes) or "no tensors"
             summary = f"{label} failed on input {shapes}: {first_line}"
         return Failure(
             summary=summary, message=message, error_type=type(exc).__name__, row=layer.index,
@@ -526,7 +526,3 @@ class Recorder(TorchFunctionMode):
                 acc = below.get(parent, 0)
                 below[parent] = None if acc is None or total is None else acc + total
         return tuple(frozen)
-
-
-def _fmt(shape: Shape) -> str:
-    return "[" + ", ".join(map(str, shape)) + "]"

@@ -7,6 +7,8 @@ import io
 from rich.console import Console, RenderableType
 from rich.text import Text
 
+from ..records import shape_text
+
 
 def to_text(renderable: RenderableType, width: int = 120) -> str:
     """Render without colour at a fixed width: what golden files and pipes see."""
@@ -17,10 +19,6 @@ def to_text(renderable: RenderableType, width: int = 120) -> str:
     console.print(renderable)
     text = console.file.getvalue()  # type: ignore[attr-defined]
     return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
-
-
-def shape_text(shape: tuple[int, ...] | list[int]) -> str:
-    return "[" + ", ".join(map(str, shape)) + "]"
 
 
 def shapes_text(shapes: tuple[tuple[int, ...], ...], limit: int = 4) -> str:
