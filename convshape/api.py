@@ -71,8 +71,9 @@ def make_input(spec: InputSpec, device: torch.device) -> torch.Tensor:
     return torch.zeros(spec.shape, dtype=dtype, device=device)
 
 
-def model_device(model: nn.Module) -> torch.device:
-    for tensors in (model.parameters(), model.buffers()):
+def model_device(model: nn.Module, inputs: Sequence[object] = ()) -> torch.device:
+    """Where the model's tensors are; for a model without any, where its tensor inputs are."""
+    for tensors in (model.parameters(), model.buffers(), (t for t in inputs if isinstance(t, torch.Tensor))):
         for tensor in tensors:
             return tensor.device
     return torch.device("cpu")
@@ -107,7 +108,7 @@ def trace_model(model: nn.Module, *inputs: InputLike, device: str | torch.device
     """
     wanted = parse_device(str(device)) if device is not None else "auto"
     # A built model stays where it is under "auto": on meta if it was built there, else its own device.
-    target = model_device(model) if wanted == "auto" else torch.device(wanted)
+    target = model_device(model, inputs) if wanted == "auto" else torch.device(wanted)
     check_device(target)
     _move(model, target)
     specs = [to_spec(v) for v in inputs]

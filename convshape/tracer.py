@@ -82,17 +82,30 @@ class _Pending:
                    None if flops is None else flops // 2, self.alloc_bytes, self.site)
 
 
-_BASENAMES: dict[str, str] = {}
+_WHERE: dict[tuple[str, int], str] = {}  # (file, line) -> "file.py:12": the same few lines, again and again
 
 
 def _where(frame: FrameType | None) -> str | None:
     if frame is None:
         return None
-    filename = frame.f_code.co_filename
-    base = _BASENAMES.get(filename)
-    if base is None:
-        base = _BASENAMES[filename] = os.path.basename(filename)
-    return f"{base}:{frame.f_lineno}"
+    key = (frame.f_code.co_filename, frame.f_lineno)
+    where = _WHERE.get(key)
+    if where is None:
+        where = _WHERE[key] = f"{os.path.basename(key[0])}:{key[1]}"
+    return where
+
+
+_PLAIN = (type(None), bool, int, float, str)
+
+
+def _literal(value: Any) -> Any:
+    """A call argument for the record: plain values as they are, tensors as None, the rest via jsonable."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is torch.Tensor or kind is nn.Parameter:
+        return None
+    return jsonable(value)
 
 
 _MODULE_MACHINERY = os.path.join(_TORCH_DIR, "nn", "modules", "module.py")
@@ -291,7 +304,7 @@ class Recorder(TorchFunctionMode):
         """
         shapes, dtypes = [], []
         allocated = 0
-        for t in tensors_in(value):
+        for t in (value,) if type(value) is torch.Tensor else tensors_in(value):
             shapes.append(tuple(t.shape))
             dtypes.append(_dtype_name(t.dtype))
             key = id(t)
@@ -442,9 +455,9 @@ class Recorder(TorchFunctionMode):
         for t in tensors:
             if isinstance(t, nn.Parameter):
                 params += t.numel()
-        literal: dict[str, Any] = {"args": [jsonable(a) for a in args]}
+        literal: dict[str, Any] = {"args": [_literal(a) for a in args]}
         if kwargs:
-            literal["kwargs"] = {k: jsonable(v) for k, v in kwargs.items()}
+            literal["kwargs"] = {k: _literal(v) for k, v in kwargs.items()}
         index = len(self.rows)
         out_shapes, out_dtypes, allocated = (self._produced(out, index, keep_inner=False) if out is not None
                                              else ((), (), 0))

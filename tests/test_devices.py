@@ -156,3 +156,12 @@ def test_cli_70b_runs_in_little_memory() -> None:
 def test_auto_on_a_built_model_keeps_its_device() -> None:
     cpu_model = nn.Linear(3, 2)
     assert convshape.trace_model(cpu_model, "4x3", device="auto").device == "cpu"
+
+
+def test_a_model_without_parameters_follows_its_inputs_device() -> None:
+    class Stateless(nn.Module):
+        def forward(self, x):
+            return torch.relu(x).flatten(1)
+
+    result = convshape.trace_model(Stateless(), torch.empty(2, 3, 4, device="meta"))
+    assert result.device == "meta" and result.rows[-1].output_shapes == ((2, 12),)
