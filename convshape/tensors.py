@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -22,13 +23,16 @@ def tensors_in(value: Any, out: list[torch.Tensor] | None = None) -> list[torch.
     elif isinstance(value, dict):
         for item in value.values():
             tensors_in(item, out)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):  # model outputs as dataclasses
+        for f in dataclasses.fields(value):
+            tensors_in(getattr(value, f.name), out)
     return out
 
 
 def has_tensor(value: Any) -> bool:
     if isinstance(value, torch.Tensor):
         return True
-    if isinstance(value, (tuple, list, dict)):
+    if isinstance(value, (tuple, list, dict)) or dataclasses.is_dataclass(value):
         return bool(tensors_in(value))
     return False
 

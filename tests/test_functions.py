@@ -79,3 +79,25 @@ def test_inline_module_not_in_the_tree_still_gets_a_row() -> None:
     trace = convshape.trace_model(Inline(), "2x3")
     assert [(r.name, r.output_shapes) for r in trace.rows] == [
         ("", ((2, 5),)), ("pad", ((2, 5),)), ("<ReLU>", ((2, 5),))]
+
+
+def test_dataclass_outputs_are_flattened_too() -> None:
+    from dataclasses import dataclass
+
+    @dataclass
+    class Output:
+        logits: torch.Tensor
+        hidden: tuple[torch.Tensor, ...]
+        note: str = "not a tensor"
+
+    class WithOutput(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x):
+            h = self.fc(x)
+            return Output(h, (x, h.sum(-1)))
+
+    trace = convshape.trace_model(WithOutput(), "2x4")
+    assert trace.rows[0].output_shapes == ((2, 3), (2, 4), (2,))
