@@ -27,8 +27,9 @@ def _received_by_torch(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
     return got
 
 
-def test_both_wrong_linears_answered_in_one_run() -> None:
-    report = convshape.fc_size(failing.BothWrong(), "2x3x16x16")
+@pytest.mark.parametrize("device", ["auto", "cpu", "meta"])
+def test_both_wrong_linears_answered_in_one_run(device: str) -> None:
+    report = convshape.fc_size(failing.BothWrong(), "2x3x16x16", device=device)
     truth = _received_by_torch(failing.BothWrong(), torch.randn(2, 3, 16, 16))
     assert {c.name: c.required for c in report.layers} == truth == {"fc1": 392, "fc2": 64, "fc3": 10}
     fc1, fc2, fc3 = report.layers
@@ -70,9 +71,16 @@ def test_layer_filter_and_json_contract() -> None:
                                       "flattened_from", "fix"}
 
 
-@pytest.mark.parametrize("device", ["cpu", "meta"])
+@pytest.mark.parametrize("device", ["auto", "cpu", "meta"])
 def test_resnet_head_ok(device: str) -> None:
-    model = load_file(EXAMPLES / "resnet_style.py").resnet_small()
-    report = convshape.fc_size(model, "2x3x32x32", device=device)
+    from convshape.fc import fc_report
+    from convshape.loader import ModelSource
+    from convshape.policy import trace_source
+    from convshape.spec import parse_input
+
+    factory = load_file(EXAMPLES / "resnet_style.py").resnet_small
+    model = factory()
+    report = fc_report(trace_source(ModelSource(factory, {}, "r", "test"), [parse_input("2x3x32x32")], device,
+                                    repair_linear=True))
     (fc,) = report.layers
     assert fc.ok and fc.required == model.fc.in_features
