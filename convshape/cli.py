@@ -18,7 +18,7 @@ from rich.console import Console
 
 from . import __version__
 from .errors import ConvshapeError, TraceError
-from .spec import parse_device, parse_input, parse_kwargs, parse_model_ref
+from .spec import check_model_file, parse_device, parse_input, parse_kwargs, parse_model_ref
 
 if TYPE_CHECKING:
     from .loader import ModelSource
@@ -86,20 +86,22 @@ def _emit(renderable: Any, fmt: Format) -> None:
 
 
 def _source(model: str, args: list[str] | None) -> ModelSource:
+    ref = parse_model_ref(model, parse_kwargs(args))
+    check_model_file(ref)  # a wrong path answers before torch is imported
     from .loader import resolve
 
-    return resolve(parse_model_ref(model, parse_kwargs(args)))
+    return resolve(ref)
 
 
 def _traced(model: str, inputs: list[str] | None, args: list[str] | None, device: str,
             **options: Any) -> tuple[ModelSource, Trace, TraceError | None]:
     """Parse, load and trace. A failing forward pass still gives its partial trace (``trace.error`` set)
     and the TraceError (for --debug); any other ConvshapeError propagates."""
-    from .policy import trace_source
-
     specs = [parse_input(i) for i in inputs or []]
     dev = parse_device(device)
     source = _source(model, args)
+    from .policy import trace_source  # torch from here on: every argument was checked first
+
     try:
         return source, trace_source(source, specs, dev, **options), None
     except TraceError as e:
@@ -159,12 +161,13 @@ def params(
     debug: DebugOpt = False,
 ) -> None:
     """Parameter tensors, counts, trainable/frozen and totals (no weights are allocated)."""
-    from .api import parameters
     from .render.json import to_json
     from .render.table import params_table
 
     try:
         source = _source(model, args)
+        from .api import parameters
+
         report = parameters(source.build("meta"), source.label)
     except ConvshapeError as e:
         _fail(e, debug)
@@ -182,13 +185,14 @@ def fc_size(
     debug: DebugOpt = False,
 ) -> None:
     """The in_features each nn.Linear needs after the layers before it, and the fix."""
-    from .fc import fc_report
     from .render.json import to_json
     from .render.table import fc_table
 
     try:
         # a model failing elsewhere than a Linear still reports the Linear layers reached before it
         _, traced, _ = _traced(model, inputs, args, device, repair_linear=True)
+        from .fc import fc_report
+
         report = fc_report(traced)
         if layer is not None:
             names = [c.name for c in report.layers]

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .errors import LoadError
-from .spec import ModelRef
+from .spec import ModelRef, check_model_file
 
 
 @dataclass
@@ -88,15 +88,8 @@ def _user_line(exc: BaseException) -> str:
 
 
 def _import_file(ref: ModelRef) -> ModuleType:
-    path = ref.target
-    if not os.path.exists(path):
-        raise LoadError(f"model file not found: {path} (expected path/to/file.py[:Name])")
-    if os.path.isdir(path):
-        raise LoadError(f"{path} is a directory; expected a .py file defining an nn.Module")
-    if not path.endswith(".py"):
-        raise LoadError(f"{path} is not a .py file; expected path/to/file.py[:Name] "
-                        "or an importable package.module:Name")
-    path = os.path.abspath(path)
+    check_model_file(ref)
+    path = os.path.abspath(ref.target)
     stem = os.path.splitext(os.path.basename(path))[0]
     fresh = stem.isidentifier() and stem not in sys.modules
     mod_name = stem if fresh else f"_convshape_user_{abs(hash(path))}"

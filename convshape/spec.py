@@ -104,6 +104,24 @@ def parse_model_ref(text: str, kwargs: dict[str, Any] | None = None) -> ModelRef
     return ModelRef(target, name, is_file, dict(kwargs or {}))
 
 
+def check_model_file(ref: ModelRef) -> None:
+    """The file of a file reference exists and is Python: checked before torch is imported."""
+    import os
+
+    from .errors import LoadError
+
+    if not ref.is_file:
+        return
+    path = ref.target
+    if not os.path.exists(path):
+        raise LoadError(f"model file not found: {path} (expected path/to/file.py[:Name])")
+    if os.path.isdir(path):
+        raise LoadError(f"{path} is a directory; expected a .py file defining an nn.Module")
+    if not path.endswith(".py"):
+        raise LoadError(f"{path} is not a .py file; expected path/to/file.py[:Name] "
+                        "or an importable package.module:Name")
+
+
 def parse_kwargs(items: list[str] | None) -> dict[str, Any]:
     """Parse repeated ``--arg key=value`` (values are Python literals; a bare word is a string)."""
     out: dict[str, Any] = {}

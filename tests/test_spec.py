@@ -56,3 +56,19 @@ def test_spec_and_help_do_not_import_torch() -> None:
     code = ("import sys, convshape.spec, convshape.cli; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("argv", [
+    ["trace", "no_such_model.py", "--input", "64x784"],
+    ["trace", "examples/mnist_net.py", "--input", "64x"],
+    ["trace", "examples/mnist_net.py", "--input", "64x784", "--device", "tpu"],
+    ["params", "examples/mnist_net.py", "--arg", "oops"],
+    ["--help"],
+])
+def test_argument_errors_answer_without_importing_torch(argv: list[str]) -> None:
+    code = ("import sys; from convshape.cli import app\n"
+            "try:\n    app(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                          cwd=str(__import__("pathlib").Path(__file__).resolve().parent.parent))
+    assert proc.returncode == 0, proc.stderr
