@@ -16,7 +16,9 @@ while building a model on meta costs nothing and allocates no weights. So:
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from .api import check_device, to_spec, trace_model
 from .errors import ConvshapeError, TraceError
@@ -25,6 +27,9 @@ from .params import totals_of
 from .records import Trace
 from .spec import DTYPES, InputSpec
 from .tracer import OverBudget
+
+if TYPE_CHECKING:
+    from torch import nn
 
 SMALL_PARAM_BYTES = 256 * 2**20
 SMALL_INPUT_BYTES = 64 * 2**20
@@ -67,6 +72,13 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
+def _rebuild(source: ModelSource) -> nn.Module:
+    """Build again on the CPU; the meta build already showed the user any warning their code gives."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return source.build("cpu", skip_init=True)
+
+
 def trace_source(source: ModelSource, specs: Sequence[InputSpec], device: str = "auto",
                  repair_linear: bool = False, costs: bool = False) -> Trace:
     """Build the model of ``source`` where ``device`` says (``auto``: see the module docstring) and trace it."""
@@ -87,7 +99,7 @@ def trace_source(source: ModelSource, specs: Sequence[InputSpec], device: str = 
     notes: list[str] = []
     if weights <= SMALL_PARAM_BYTES and data <= SMALL_INPUT_BYTES:
         try:
-            return run(source.build("cpu", skip_init=True), "cpu", budget_s=CPU_BUDGET_S)
+            return run(_rebuild(source), "cpu", budget_s=CPU_BUDGET_S)
         except OverBudget:
             notes.append(f"the cpu forward pass ran past {CPU_BUDGET_S:g} s; traced on meta instead")
     try:
@@ -108,4 +120,4 @@ def trace_source(source: ModelSource, specs: Sequence[InputSpec], device: str = 
         )
     notes.append(f"meta could not run this model ({reason}); traced on cpu instead")
     del meta_model
-    return run(source.build("cpu", skip_init=True), "cpu", notes=notes)
+    return run(_rebuild(source), "cpu", notes=notes)
