@@ -447,14 +447,22 @@ class Recorder(TorchFunctionMode):
                       caller: FrameType, flops: int | None = 0) -> Row:
         """A function row is complete when made (its output is known): it is frozen at once."""
         name, op = op_label(func)
-        tensors = tensors_in(args)
+        # one pass over the arguments: shapes, producers, Parameters passed in
+        tensors = [a for a in args if type(a) is torch.Tensor or isinstance(a, torch.Tensor)]
+        if len(tensors) != len(args) and any(isinstance(a, (tuple, list, dict)) for a in args):
+            tensors = tensors_in(args)
         if kwargs:
             tensors_in(kwargs, tensors)
-        shapes, sources = self._shapes_and_sources(tensors)
+        producers = self._producers
+        shape_list, source_list = [], []
         params = 0
         for t in tensors:
+            shape_list.append(tuple(t.shape))
+            entry = producers.get(id(t))
+            source_list.append(entry[1] if entry is not None and entry[0]() is t else None)
             if isinstance(t, nn.Parameter):
                 params += t.numel()
+        shapes, sources = tuple(shape_list), tuple(source_list)
         literal: dict[str, Any] = {"args": [_literal(a) for a in args]}
         if kwargs:
             literal["kwargs"] = {k: _literal(v) for k, v in kwargs.items()}
