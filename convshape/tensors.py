@@ -37,16 +37,29 @@ def has_tensor(value: Any) -> bool:
     return False
 
 
+_DTYPE_NAMES: dict[torch.dtype, str] = {}
+
+
 def dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
+    """torch.float32 -> 'float32' (cached: a trace asks for it once per output tensor)."""
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = str(dtype).removeprefix("torch.")
+    return name
+
+
+_PLAIN = (type(None), bool, int, float, str)
 
 
 def jsonable(value: Any) -> Any:
     """A literal call argument as JSON-able data; tensors and other objects become None."""
-    if value is None or isinstance(value, (bool, int, float, str)):
+    kind = type(value)
+    if kind in _PLAIN:  # the common case first: a trace records every call's arguments
         return value
-    if isinstance(value, torch.Tensor):
+    if kind is torch.Tensor or isinstance(value, torch.Tensor):
         return None
+    if isinstance(value, (bool, int, float, str)):  # subclasses (IntEnum, ...)
+        return value
     if isinstance(value, torch.Size):
         return list(value)
     if isinstance(value, (tuple, list)):

@@ -41,14 +41,6 @@ _THIN_WRAPPERS = tuple(
 )
 _LINEAR = F.linear
 _NO_TORCH_FUNCTION = torch._C.DisableTorchFunction
-_DTYPE_NAMES: dict[torch.dtype, str] = {}
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    name = _DTYPE_NAMES.get(dtype)
-    if name is None:
-        name = _DTYPE_NAMES[dtype] = dtype_name(dtype)
-    return name
 
 
 @dataclass(eq=False, slots=True)
@@ -94,18 +86,6 @@ def _where(frame: FrameType | None) -> str | None:
         where = _WHERE[key] = f"{os.path.basename(key[0])}:{key[1]}"
     return where
 
-
-_PLAIN = (type(None), bool, int, float, str)
-
-
-def _literal(value: Any) -> Any:
-    """A call argument for the record: plain values as they are, tensors as None, the rest via jsonable."""
-    kind = type(value)
-    if kind in _PLAIN:
-        return value
-    if kind is torch.Tensor or kind is nn.Parameter:
-        return None
-    return jsonable(value)
 
 
 _MODULE_MACHINERY = os.path.join(_TORCH_DIR, "nn", "modules", "module.py")
@@ -306,7 +286,7 @@ class Recorder(TorchFunctionMode):
         allocated = 0
         for t in (value,) if type(value) is torch.Tensor else tensors_in(value):
             shapes.append(tuple(t.shape))
-            dtypes.append(_dtype_name(t.dtype))
+            dtypes.append(dtype_name(t.dtype))
             key = id(t)
             entry = self._producers.get(key)
             existed = entry is not None and entry[0]() is t
@@ -463,9 +443,9 @@ class Recorder(TorchFunctionMode):
             if isinstance(t, nn.Parameter):
                 params += t.numel()
         shapes, sources = tuple(shape_list), tuple(source_list)
-        literal: dict[str, Any] = {"args": [_literal(a) for a in args]}
+        literal: dict[str, Any] = {"args": [jsonable(a) for a in args]}
         if kwargs:
-            literal["kwargs"] = {k: _literal(v) for k, v in kwargs.items()}
+            literal["kwargs"] = {k: jsonable(v) for k, v in kwargs.items()}
         index = len(self.rows)
         out_shapes, out_dtypes, allocated = (self._produced(out, index, keep_inner=False) if out is not None
                                              else ((), (), 0))
