@@ -150,6 +150,14 @@ def raised_by_convshape(exc: BaseException) -> bool:
     return code.co_filename.startswith(_OWN_DIR) and code is not _call_through.__code__
 
 
+_LATER = object()  # "caller not looked up yet"
+
+
+def _plus(a: int | None, b: int | None) -> int | None:
+    """A sum of FLOP counts where None (unknown) wins: unknown plus anything is unknown."""
+    return None if a is None or b is None else a + b
+
+
 def _call_through(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Call the intercepted function: an error raised here is the model's (or torch's), not ours."""
     return func(*args, **kwargs)
@@ -254,11 +262,10 @@ class Recorder(TorchFunctionMode):
             where = self.stack[-1].name if self.stack else None
             self.unknown_cost_ops.setdefault(op, where)
         if self._fn_flops is not None:
-            target = self._fn_flops
-            target[0] = None if flops is None or target[0] is None else target[0] + flops
+            self._fn_flops[0] = _plus(self._fn_flops[0], flops)
         elif self.stack:
             row = self.stack[-1]
-            row.own_flops = None if flops is None or row.own_flops is None else row.own_flops + flops
+            row.own_flops = _plus(row.own_flops, flops)
 
     def _remove_hooks(self) -> None:
         for handle in self._handles:
@@ -266,14 +273,18 @@ class Recorder(TorchFunctionMode):
         self._handles = []
 
     # -- bookkeeping --------------------------------------------------------------------------
-    def _shapes_and_sources(self, tensors: list[torch.Tensor]) -> tuple[tuple[Shape, ...], tuple[int | None, ...]]:
+    def _inputs(self, tensors: list[torch.Tensor]) -> tuple[tuple[Shape, ...], tuple[int | None, ...], int]:
+        """Shapes of the input tensors, the row that produced each, and the elements of any Parameters."""
         producers = self._producers
         shapes, sources = [], []
+        params = 0
         for t in tensors:
             shapes.append(tuple(t.shape))
             entry = producers.get(id(t))
             sources.append(entry[1] if entry is not None and entry[0]() is t else None)
-        return tuple(shapes), tuple(sources)
+            if isinstance(t, nn.Parameter):
+                params += t.numel()
+        return tuple(shapes), tuple(sources), params
 
     def _produced(self, value: Any, index: int, keep_inner: bool
                   ) -> tuple[tuple[Shape, ...], tuple[str, ...], int]:
@@ -321,7 +332,7 @@ class Recorder(TorchFunctionMode):
             self._busy = False
 
     def _enter_module(self, module: nn.Module, args: tuple[Any, ...]) -> None:
-        shapes, sources = self._shapes_and_sources(tensors_in(args))
+        shapes, sources, _ = self._inputs(tensors_in(args))
         key = id(module)
         call = self._calls.get(key, 0)
         self._calls[key] = call + 1
@@ -370,7 +381,7 @@ class Recorder(TorchFunctionMode):
         if row.op.startswith("Lazy") or id(module) not in self._param_counts:
             row.params = self._params_of(module)
         if kwargs:
-            shapes, sources = self._shapes_and_sources(tensors_in(kwargs))
+            shapes, sources, _ = self._inputs(tensors_in(kwargs))
             row.input_shapes += shapes
             row.inputs_from += sources
         row.output_shapes, row.output_dtypes, row.alloc_bytes = self._produced(output, row.index, keep_inner=True)
@@ -386,63 +397,42 @@ class Recorder(TorchFunctionMode):
             repaired = self._repair_linear(args, kwargs)
             if repaired is not None:
                 return repaired
+        frame = sys._getframe(1)
+        # With costs, the caller must be known before the call so a direct call's FLOPs go to its own
+        # row; without, it is looked up only for calls that return a tensor (most do not need it).
+        caller = _direct_caller(frame) if self.costs else _LATER
         if self.costs:
-            return self._counted_call(func, args, kwargs)
+            self._fn_flops = [0] if caller is not None else None
         try:
             out = _call_through(func, args, kwargs)
         except Exception:
-            caller = _direct_caller(sys._getframe(1))
+            if caller is _LATER:
+                caller = _direct_caller(frame)
             if caller is not None:
-                self._failed_fn = self._function_row(func, args, kwargs, None, caller)
-            raise
-        if not has_tensor(out):
-            return out
-        caller = _direct_caller(sys._getframe(1))
-        if caller is not None:
-            with _NO_TORCH_FUNCTION():  # modes below this one (torch.device("meta")) need not see t.shape
-                self._function_row(func, args, kwargs, out, caller)
-        return out
-
-    def _counted_call(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """As __torch_function__, knowing the caller first so a direct call's FLOPs go to its own row."""
-        caller = _direct_caller(sys._getframe(2))
-        self._fn_flops = [0] if caller is not None else None
-        try:
-            out = _call_through(func, args, kwargs)
-        except Exception:
-            if caller is not None:
-                self._failed_fn = self._function_row(func, args, kwargs, None, caller)
+                self._failed_fn = self._function_row(func, args, kwargs, None, caller)  # type: ignore[arg-type]
             raise
         finally:
             flops, self._fn_flops = self._fn_flops, None
-        if caller is not None and has_tensor(out):
-            with _NO_TORCH_FUNCTION():
-                self._function_row(func, args, kwargs, out, caller, flops[0] if flops else 0)
-        elif caller is not None and flops and self.stack:  # no tensor out, but work done: the module's
-            row = self.stack[-1]
-            row.own_flops = None if flops[0] is None or row.own_flops is None else row.own_flops + flops[0]
+        if not has_tensor(out):
+            if flops and self.stack:  # work done, but no tensor to show it on: the module's
+                row = self.stack[-1]
+                row.own_flops = _plus(row.own_flops, flops[0])
+            return out
+        if caller is _LATER:
+            caller = _direct_caller(frame)
+        if caller is not None:
+            with _NO_TORCH_FUNCTION():  # modes below this one (torch.device("meta")) need not see t.shape
+                self._function_row(func, args, kwargs, out, caller, flops[0] if flops else 0)  # type: ignore[arg-type]
         return out
 
     def _function_row(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any,
                       caller: FrameType, flops: int | None = 0) -> Row:
         """A function row is complete when made (its output is known): it is frozen at once."""
         name, op = op_label(func)
-        # one pass over the arguments: shapes, producers, Parameters passed in
-        tensors = [a for a in args if type(a) is torch.Tensor or isinstance(a, torch.Tensor)]
-        if len(tensors) != len(args) and any(isinstance(a, (tuple, list, dict)) for a in args):
-            tensors = tensors_in(args)
+        tensors = tensors_in(args)
         if kwargs:
             tensors_in(kwargs, tensors)
-        producers = self._producers
-        shape_list, source_list = [], []
-        params = 0
-        for t in tensors:
-            shape_list.append(tuple(t.shape))
-            entry = producers.get(id(t))
-            source_list.append(entry[1] if entry is not None and entry[0]() is t else None)
-            if isinstance(t, nn.Parameter):
-                params += t.numel()
-        shapes, sources = tuple(shape_list), tuple(source_list)
+        shapes, sources, params = self._inputs(tensors)
         literal: dict[str, Any] = {"args": [jsonable(a) for a in args]}
         if kwargs:
             literal["kwargs"] = {k: jsonable(v) for k, v in kwargs.items()}
@@ -519,11 +509,8 @@ class Recorder(TorchFunctionMode):
                 total = r.flops
                 frozen[r.index] = r
             else:
-                inner = below.get(r.index, 0)
-                total = None if r.own_flops is None or inner is None else r.own_flops + inner
+                total = _plus(r.own_flops, below.get(r.index, 0))
                 frozen[r.index] = r.freeze(total)
-            parent = r.parent
-            if parent is not None:
-                acc = below.get(parent, 0)
-                below[parent] = None if acc is None or total is None else acc + total
+            if r.parent is not None:
+                below[r.parent] = _plus(below.get(r.parent, 0), total)
         return tuple(frozen)
