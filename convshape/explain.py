@@ -208,12 +208,15 @@ def receptive_fields(rows: tuple[Row, ...]) -> dict[int, tuple[Field, ...]]:
         if merged is not None:
             fields[row.index] = merged
     # a container module's output is its last descendant's
+    last_child: dict[int, int] = {}
+    for row in rows:  # rows come in call order: the last one seen under a parent is its last child
+        if row.parent is not None:
+            last_child[row.parent] = row.index
     for row in reversed(rows):
         if row.kind == "module" and row.index not in fields:
-            last = max((r.index for r in rows if r.parent == row.index), default=None)
+            last = last_child.get(row.index)
             while last is not None and last not in fields:
-                children = [r.index for r in rows if r.parent == last]
-                last = max(children) if children else None
+                last = last_child.get(last)
             if last is not None and rows[last].output_shapes[:1] == row.output_shapes[:1]:
                 fields[row.index] = fields[last]
     return fields
@@ -226,7 +229,7 @@ def field_text(fields: tuple[Field, ...]) -> str:
 
 def factorisation_notes(rows: tuple[Row, ...]) -> dict[int, str]:
     """For each flatten/view feeding a Linear: ``800 = 50 x 4 x 4 (C x H x W of [64, 50, 4, 4]), fc1's in_features``."""
-    from .fc import flatten_origin
+    from .fc import flatten_origin, flatten_row
 
     notes: dict[int, str] = {}
     for row in rows:
@@ -240,19 +243,19 @@ def factorisation_notes(rows: tuple[Row, ...]) -> dict[int, str]:
         names = ("N", "C", *SPATIAL.get(rank - 2, ()))[rank - len(origin.factors):] if rank - 2 in SPATIAL else ()
         meaning = f" ({' x '.join(names)} of {list(origin.shape)})" if len(names) == len(origin.factors) else ""
         text = f"{features} = {' x '.join(map(str, origin.factors))}{meaning}, the in_features {row.name} receives"
-        src = row.inputs_from[0]
-        while src is not None and not (rows[src].input_shapes and len(rows[src].input_shapes[0]) == rank
-                                       and rows[src].input_shapes[0] == origin.shape):
-            src = rows[src].inputs_from[0] if rows[src].inputs_from else None
-        if src is not None:
-            notes.setdefault(src, text)
+        flatten = flatten_row(rows, row)
+        if flatten is not None:
+            notes.setdefault(flatten.index, text)
     return notes
 
 
-def explanations(rows: tuple[Row, ...]) -> dict[int, list[str]]:
-    """Every explanation line for the rows of a trace, by row index."""
+def explanations(rows: tuple[Row, ...], fields: dict[int, tuple[Field, ...]] | None = None
+                 ) -> dict[int, list[str]]:
+    """Every explanation line for the rows of a trace, by row index (``fields``: receptive_fields(rows),
+    when the caller has them already)."""
     out: dict[int, list[str]] = {}
-    fields = receptive_fields(rows)
+    if fields is None:
+        fields = receptive_fields(rows)
     for row in rows:
         lines = arithmetic(row)
         if lines and row.index in fields:

@@ -31,27 +31,33 @@ def factors_of(shape: tuple[int, ...], features: int) -> tuple[int, ...]:
     return ()
 
 
-def flatten_origin(rows: tuple[Row, ...], row: Row) -> FlattenOrigin | None:
-    """Follow a layer's input back through shape-preserving ops to the flatten/view that made it."""
-    if not row.input_shapes or not row.inputs_from:
-        return None
-    features = row.input_shapes[0][-1] if row.input_shapes[0] else 0
-    src = row.inputs_from[0]
+def flatten_row(rows: tuple[Row, ...], row: Row) -> Row | None:
+    """The flatten/view that made a layer's input, followed back through shape-preserving ops."""
+    src = row.inputs_from[0] if row.input_shapes and row.inputs_from else None
     while src is not None:
         r = rows[src]
         if _is_flatten(r):
-            before = r.input_shapes[0]
-            made_by = rows[r.inputs_from[0]] if r.inputs_from and r.inputs_from[0] is not None else None
-            return FlattenOrigin(
-                shape=before, factors=factors_of(before, features), flatten_op=_label(r),
-                flatten_source=r.source, producer=_label(made_by) if made_by else None,
-                producer_source=made_by.source if made_by else None,
-            )
+            return r
         same_shape = r.input_shapes and r.output_shapes and r.input_shapes[0] == r.output_shapes[0]
         if not same_shape or not r.inputs_from:
             return None
         src = r.inputs_from[0]
     return None
+
+
+def flatten_origin(rows: tuple[Row, ...], row: Row) -> FlattenOrigin | None:
+    """Where a layer's input size comes from: the shape before the flatten and the op that made it."""
+    r = flatten_row(rows, row)
+    if r is None:
+        return None
+    features = row.input_shapes[0][-1] if row.input_shapes[0] else 0
+    before = r.input_shapes[0]
+    made_by = rows[r.inputs_from[0]] if r.inputs_from and r.inputs_from[0] is not None else None
+    return FlattenOrigin(
+        shape=before, factors=factors_of(before, features), flatten_op=_label(r),
+        flatten_source=r.source, producer=_label(made_by) if made_by else None,
+        producer_source=made_by.source if made_by else None,
+    )
 
 
 def describe_origin(features: int, origin: FlattenOrigin | None) -> str:

@@ -41,7 +41,8 @@ def to_json(report: _Report, explain: bool = False) -> str:
         from ..explain import explanations, receptive_fields
 
         rows = report.rows  # type: ignore[attr-defined]
-        lines, fields = explanations(rows), receptive_fields(rows)
+        fields = receptive_fields(rows)
+        lines = explanations(rows, fields)
         for row in data["rows"]:
             row["explain"] = lines.get(row["index"], [])
             rf = fields.get(row["index"])
