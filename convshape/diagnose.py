@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .records import Shape, shape_text
+from .records import Shape
+from .text import shape_text
 
 # Attributes worth recording for a layer: the constructor arguments users reason about.
 LAYER_ATTRS = (

@@ -15,6 +15,7 @@ while building a model on meta costs nothing and allocates no weights. So:
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -24,8 +25,9 @@ from .api import check_device, to_spec, trace_model
 from .errors import ConvshapeError, TraceError
 from .loader import ModelSource
 from .params import totals_of
-from .records import Trace
-from .spec import DTYPES, InputSpec
+from .records import ITEMSIZE, Trace
+from .spec import InputSpec
+from .text import si_bytes
 from .tracer import OverBudget
 
 if TYPE_CHECKING:
@@ -53,23 +55,7 @@ def available_memory() -> int | None:
 
 
 def _input_bytes(specs: Sequence[InputSpec]) -> int:
-    import torch
-
-    total = 0
-    for spec in specs:
-        itemsize = getattr(torch, DTYPES[spec.dtype]).itemsize
-        n = 1
-        for d in spec.shape:
-            n *= d
-        total += n * itemsize
-    return total
-
-
-def _size(n: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:,.1f} {unit}"
-    return f"{n} B"
+    return sum(math.prod(spec.shape) * ITEMSIZE[spec.dtype] for spec in specs)
 
 
 def _rebuild(source: ModelSource) -> nn.Module:
@@ -94,7 +80,8 @@ def trace_source(source: ModelSource, specs: Sequence[InputSpec], device: str = 
         return run(source.build(device), device)
 
     meta_model = source.build("meta")
-    weights = totals_of(meta_model).bytes
+    totals = totals_of(meta_model)
+    weights = totals.bytes
     data = _input_bytes(inputs)  # type: ignore[arg-type]
     notes: list[str] = []
     if weights <= SMALL_PARAM_BYTES and data <= SMALL_INPUT_BYTES:
@@ -114,8 +101,8 @@ def trace_source(source: ModelSource, specs: Sequence[InputSpec], device: str = 
     if free is not None and weights + data > MEMORY_HEADROOM * free:
         raise ConvshapeError(
             f"meta cannot run this model ({reason}), and running it on the cpu would allocate "
-            f"{_size(weights)} of parameters ({totals_of(meta_model).params:,} parameters) and {_size(data)} of "
-            f"inputs, but only {_size(free)} of memory is available; make the failing op meta-friendly "
+            f"{si_bytes(weights)} of parameters ({totals.params:,} parameters) and {si_bytes(data)} of "
+            f"inputs, but only {si_bytes(free)} of memory is available; make the failing op meta-friendly "
             "or use a machine with more memory"
         )
     notes.append(f"meta could not run this model ({reason}); traced on cpu instead")

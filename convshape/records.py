@@ -20,11 +20,6 @@ ITEMSIZE = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int64": 8,
             "float8_e5m2": 1}
 
 
-def shape_text(shape: tuple[int, ...] | list[int]) -> str:
-    """(64, 800) -> '[64, 800]', the way torch.Size prints."""
-    return "[" + ", ".join(map(str, shape)) + "]"
-
-
 def _lists(value: Any) -> Any:
     """Turn tuples (shapes) into lists, recursively, for JSON."""
     if isinstance(value, (tuple, list)):

@@ -29,8 +29,9 @@ from . import diagnose
 from .costs import CostCounter
 from .oplabels import op_label
 from .params import numel
-from .records import Failure, Row, Shape, shape_text
+from .records import Failure, Row, Shape
 from .tensors import dtype_name, has_tensor, jsonable, tensors_in
+from .text import shape_text
 
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
 _OWN_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep

@@ -7,7 +7,7 @@ import io
 from rich.console import Console, RenderableType
 from rich.text import Text
 
-from ..records import shape_text
+from ..text import shape_text, si_bytes, si_count  # noqa: F401  (re-exported for the renderers)
 
 
 def to_text(renderable: RenderableType, width: int = 120) -> str:
@@ -35,19 +35,3 @@ def count_text(n: int) -> str:
 def megabytes(nbytes: int) -> str:
     return f"{nbytes / 1e6:,.2f}"
 
-
-def si_count(n: int | None) -> str:
-    """146752000 -> '146.75 M'; None -> 'unknown'."""
-    if n is None:
-        return "unknown"
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= scale:
-            return f"{n / scale:,.2f} {unit}"
-    return str(n)
-
-
-def si_bytes(n: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:,.2f} {unit}"
-    return f"{n} B"

@@ -1,0 +1,26 @@
+"""Plain-text formatting of numbers and shapes, shared by messages and renderers (no torch, no rich)."""
+
+from __future__ import annotations
+
+
+def shape_text(shape: tuple[int, ...] | list[int]) -> str:
+    """(64, 800) -> '[64, 800]', the way torch.Size prints."""
+    return "[" + ", ".join(map(str, shape)) + "]"
+
+
+def si_count(n: int | None) -> str:
+    """146752000 -> '146.75 M'; None -> 'unknown'."""
+    if n is None:
+        return "unknown"
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:,.2f} {unit}"
+    return str(n)
+
+
+def si_bytes(n: int) -> str:
+    """2949120 -> '2.95 MB'; 332 -> '332 B'."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:,.2f} {unit}"
+    return f"{n} B"
