@@ -7,7 +7,7 @@ import io
 from rich.console import Console, RenderableType
 from rich.text import Text
 
-from ..text import shape_text, si_bytes, si_count  # noqa: F401  (re-exported for the renderers)
+from ..text import shape_text
 
 
 def to_text(renderable: RenderableType, width: int = 120) -> str:

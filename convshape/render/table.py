@@ -7,7 +7,8 @@ from rich.text import Text
 from ..explain import explanations
 from ..fc import describe_origin
 from ..records import Failure, FcReport, ParamReport, Totals, Trace
-from . import count_text, megabytes, shape_text, shapes_text, si_bytes, si_count
+from ..text import shape_text, si_bytes, si_count
+from . import count_text, megabytes, shapes_text
 from .grid import grid
 
 
