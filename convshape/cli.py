@@ -256,35 +256,21 @@ def layer(
 ) -> None:
     """One layer on its own: output shape, the arithmetic, the parameters, each argument named."""
     try:
-        from .layer import build_layer, parse_layer
-
         specs = [parse_input(i) for i in inputs or []]
         if not specs:
             from .errors import InputSpecError
 
             raise InputSpecError("layer needs --input SHAPE, e.g. --input 1x3x32x32")
-        call = parse_layer(expr)
-        module = build_layer(call)
+        from .layer import run_layer
+
+        report = run_layer(expr, *specs)
     except ConvshapeError as e:
         _fail(e, debug)
-    from .api import parameters, trace_model
-    from .explain import explanations
-    from .layer import layer_dict
+    from .render.json import to_json
     from .render.table import layer_text
 
-    try:
-        traced = trace_model(module, *specs, device="cpu", label=call.text)
-    except TraceError as e:
-        traced = e.trace  # type: ignore[assignment]
-    explain = explanations(traced.rows).get(0, []) if traced.rows else []
-    report = parameters(module, call.text)
-    if fmt is Format.json:
-        import json
-
-        sys.stdout.write(json.dumps(layer_dict(call, traced, report, explain), indent=2) + "\n")
-    else:
-        _emit(layer_text(call.text, traced, report, explain), fmt)
-    if traced.error is not None:
+    _emit(to_json(report) if fmt is Format.json else layer_text(report), fmt)
+    if report.trace.error is not None:
         raise typer.Exit(1)
 
 

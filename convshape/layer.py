@@ -74,20 +74,44 @@ def build_layer(call: LayerCall) -> nn.Module:
     try:
         return call.cls(*call.args, **call.kwargs)
     except Exception as e:
-        raise InputSpecError(f"nn.{call.cls.__name__}{call.args if not call.kwargs else ''} raised "
-                             f"{type(e).__name__}: {e}") from None
+        raise InputSpecError(f"{call.text} raised {type(e).__name__}: {e}") from None
 
 
-def layer_dict(call: LayerCall, trace: Trace, params: ParamReport, explain: list[str]) -> dict[str, Any]:
-    root = trace.rows[0] if trace.rows else None
-    return {
-        "schema": LAYER_SCHEMA,
-        "layer": f"nn.{call.cls.__name__}",
-        "arguments": {k: list(v) if isinstance(v, tuple) else v for k, v in call.named.items()},
-        "inputs": [i.to_dict() for i in trace.inputs],
-        "output_shapes": [list(s) for s in root.output_shapes] if root else [],
-        "explain": explain,
-        "parameters": [p.to_dict() for p in params.parameters],
-        "totals": params.totals.to_dict(),
-        "error": trace.error.to_dict() if trace.error else None,
-    }
+@dataclass(frozen=True)
+class LayerReport:
+    """One layer traced on its own: its call, the trace (a failure included), its parameters."""
+
+    call: LayerCall
+    trace: Trace
+    params: ParamReport
+    explain: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        root = self.trace.rows[0] if self.trace.rows else None
+        return {
+            "schema": LAYER_SCHEMA,
+            "layer": f"nn.{self.call.cls.__name__}",
+            "arguments": {k: list(v) if isinstance(v, tuple) else v for k, v in self.call.named.items()},
+            "inputs": [i.to_dict() for i in self.trace.inputs],
+            "output_shapes": [list(s) for s in root.output_shapes] if root else [],
+            "explain": self.explain,
+            "parameters": [p.to_dict() for p in self.params.parameters],
+            "totals": self.params.totals.to_dict(),
+            "error": self.trace.error.to_dict() if self.trace.error else None,
+        }
+
+
+def run_layer(expr: str, *inputs: Any) -> LayerReport:
+    """Parse ``expr``, build the layer, and trace it on the CPU with ``inputs``."""
+    from .api import parameters, trace_model
+    from .errors import TraceError
+    from .explain import explanations
+
+    call = parse_layer(expr)
+    module = build_layer(call)
+    try:
+        trace = trace_model(module, *inputs, device="cpu", label=call.text)
+    except TraceError as e:
+        trace = e.trace  # type: ignore[assignment]
+    explain = explanations(trace.rows).get(0, []) if trace.rows else []
+    return LayerReport(call, trace, parameters(module, call.text), explain)

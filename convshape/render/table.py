@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 
 from ..explain import explanations
 from ..fc import describe_origin
 from ..records import Failure, FcReport, ParamReport, Totals, Trace
+
+if TYPE_CHECKING:
+    from ..layer import LayerReport
 from ..text import shape_text, si_bytes, si_count
 from . import count_text, megabytes, shapes_text
 from .grid import grid
@@ -144,9 +149,10 @@ def fc_table(report: FcReport) -> Text:
     return text
 
 
-def layer_text(call: str, trace: Trace, params: ParamReport, explain: list[str]) -> Text:
+def layer_text(report: LayerReport) -> Text:
+    trace, params, explain = report.trace, report.params, report.explain
     text = Text(no_wrap=True, overflow="ignore")
-    text.append(f"{call}\n", style="bold")
+    text.append(f"{report.call.text}\n", style="bold")
     for i in trace.inputs:
         text.append(f"input   {shape_text(i.shape)} {i.dtype}\n")
     if trace.rows and trace.error is None:
