@@ -82,7 +82,7 @@ def _emit(renderable: Any, fmt: Format) -> None:
     elif sys.stdout.isatty():
         Console().print(renderable, soft_wrap=True)  # grids are laid out already: never re-wrap
     else:
-        sys.stdout.write(to_text(renderable, width=140))
+        sys.stdout.write(to_text(renderable))
 
 
 def _source(model: str, args: list[str] | None) -> ModelSource:

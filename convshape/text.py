@@ -8,6 +8,23 @@ def shape_text(shape: tuple[int, ...] | list[int]) -> str:
     return "[" + ", ".join(map(str, shape)) + "]"
 
 
+def shapes_text(shapes: tuple[tuple[int, ...], ...], limit: int = 4) -> str:
+    """Several shapes on one line, the first ``limit`` of them."""
+    if not shapes:
+        return "-"
+    shown = ", ".join(shape_text(s) for s in shapes[:limit])
+    return shown + (f" +{len(shapes) - limit} more" if len(shapes) > limit else "")
+
+
+def count_text(n: int) -> str:
+    """431080 -> '431,080'; 0 -> '--'."""
+    return f"{n:,}" if n else "--"
+
+
+def megabytes(nbytes: int) -> str:
+    return f"{nbytes / 1e6:,.2f}"
+
+
 def si_count(n: int | None) -> str:
     """146752000 -> '146.75 M'; None -> 'unknown'."""
     if n is None:

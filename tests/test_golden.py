@@ -1,4 +1,4 @@
-"""Golden files for what people read: tables rendered at a fixed width without colour.
+"""Golden files for what people read: tables rendered as plain text, without colour.
 
 Regenerate after an intended change with ``pytest tests/test_golden.py --overwrite`` and review the diff.
 """
@@ -49,7 +49,7 @@ CASES: dict[str, Callable[[], RenderableType]] = {
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_golden(name: str, overwrite: bool) -> None:
-    text = to_text(CASES[name](), width=120)
+    text = to_text(CASES[name]())
     path = GOLDEN / f"{name}.txt"
     if overwrite or not path.exists():
         path.write_text(text)

@@ -12,8 +12,7 @@ from ..records import Failure, FcReport, ParamReport, Totals, Trace
 
 if TYPE_CHECKING:
     from ..layer import LayerReport
-from ..text import shape_text, si_bytes, si_count
-from . import count_text, megabytes, shapes_text
+from ..text import count_text, megabytes, shape_text, shapes_text, si_bytes, si_count
 from .grid import grid
 
 
