@@ -87,6 +87,12 @@ def _user_line(exc: BaseException) -> str:
     return f"{where}: {chosen.line}" if chosen.line else where
 
 
+def _raised(doing: str, exc: BaseException) -> LoadError:
+    """``importing net.py raised KeyError: 'large'`` and the user's line where it happened."""
+    line = _user_line(exc)
+    return LoadError(f"{doing} raised {type(exc).__name__}: {exc}" + (f"\n  at {line}" if line else ""))
+
+
 def _import_file(ref: ModelRef) -> ModuleType:
     check_model_file(ref)
     path = os.path.abspath(ref.target)
@@ -110,9 +116,7 @@ def _import_file(ref: ModelRef) -> ModuleType:
         raise LoadError(f"syntax error in {where}: {e.msg}" + (f"\n    {text}" if text else "")) from e
     except Exception as e:
         sys.modules.pop(mod_name, None)
-        line = _user_line(e)
-        raise LoadError(f"importing {os.path.basename(path)} raised {type(e).__name__}: {e}"
-                        + (f"\n  at {line}" if line else "")) from e
+        raise _raised(f"importing {os.path.basename(path)}", e) from e
     return module
 
 
@@ -125,9 +129,7 @@ def _import_module(ref: ModelRef) -> ModuleType:
                             "importable package.module:Name") from e
         raise LoadError(f"importing {ref.target} raised ModuleNotFoundError: {e}") from e
     except Exception as e:
-        line = _user_line(e)
-        raise LoadError(f"importing {ref.target} raised {type(e).__name__}: {e}"
-                        + (f"\n  at {line}" if line else "")) from e
+        raise _raised(f"importing {ref.target}", e) from e
 
 
 def _candidates(module: ModuleType) -> dict[str, str]:
@@ -215,9 +217,7 @@ def _build(obj: Any, kwargs: dict[str, Any], label: str, device: str | None, ski
         with context, skipped_init() if skip_init else nullcontext():
             built = obj(**kwargs)
     except Exception as e:
-        line = _user_line(e)
-        raise LoadError(f"building {label} raised {type(e).__name__}: {e}"
-                        + (f"\n  at {line}" if line else "")) from e
+        raise _raised(f"building {label}", e) from e
     if not isinstance(built, nn.Module):
         raise LoadError(f"{label} returned a value of type {type(built).__name__}, not an nn.Module")
     return built
