@@ -24,7 +24,8 @@ LAYER_ATTRS = (
 
 _CONV = {"Conv1d": 1, "Conv2d": 2, "Conv3d": 3, "ConvTranspose1d": 1, "ConvTranspose2d": 2,
          "ConvTranspose3d": 3, "LazyConv1d": 1, "LazyConv2d": 2, "LazyConv3d": 3}
-_SPATIAL = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+# PyTorch's layout names for the spatial dims after (N, C): used by every message and explanation
+SPATIAL = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class Mismatch:
 
 
 def dims_label(n_spatial: int) -> str:
-    return ", ".join(("N", "C", *_SPATIAL[n_spatial]))
+    return ", ".join(("N", "C", *SPATIAL[n_spatial]))
 
 
 def _compact(value: Any) -> Any:
@@ -144,7 +145,7 @@ def _check_conv(type_name: str, attrs: dict[str, Any], x: Shape) -> Mismatch | N
         for i, size in enumerate(x[rank - n:]):
             padded, reach = size + 2 * pad[i], dil[i] * (kernel[i] - 1) + 1
             if padded < reach:
-                dim = _SPATIAL[n][i]
+                dim = SPATIAL[n][i]
                 return Mismatch(f"{dim} + 2*padding >= its kernel reach {reach}",
                                 f"{dim}={size} with padding {pad[i]} (input {shape_text(x)})",
                                 "use a smaller kernel, add padding, or downsample less before this layer")

@@ -8,9 +8,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from .diagnose import SPATIAL
 from .records import Row
-
-SPATIAL = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
 # positional parameters of the functional forms, after the input tensor
 _FUNC_PARAMS = {

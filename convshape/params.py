@@ -7,6 +7,7 @@ import math
 from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
+from .diagnose import SPATIAL
 from .records import ModuleSubtotal, ParamRecord, ParamReport, Totals
 from .tensors import dtype_name
 
@@ -36,7 +37,6 @@ def totals_of(model: nn.Module) -> Totals:
 
 
 _GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
-_KERNEL = {1: ("kL",), 2: ("kH", "kW"), 3: ("kD", "kH", "kW")}
 
 
 def formula(module: nn.Module, local: str, shape: tuple[int, ...]) -> str:
@@ -47,7 +47,7 @@ def formula(module: nn.Module, local: str, shape: tuple[int, ...]) -> str:
         return "a scalar = 1"
     if isinstance(module, nn.modules.conv._ConvNd) and local == "weight":
         g = module.groups
-        ks = dict(zip(_KERNEL[len(shape) - 2], shape[2:], strict=True))
+        ks = dict(zip((f"k{d}" for d in SPATIAL[len(shape) - 2]), shape[2:], strict=True))
         kernel = " x ".join(f"{k} {v}" for k, v in ks.items())
         if module.transposed:
             per = f"out/groups {module.out_channels}/{g}={shape[1]}" if g > 1 else f"out {shape[1]}"
