@@ -11,9 +11,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from .paths import TORCH_DIR
 from .records import Row, Trace
-
-_TORCH_DIR = os.path.dirname(nn.__file__).rsplit(os.sep, 1)[0]
 
 
 @dataclass(frozen=True)
@@ -28,7 +27,7 @@ def _shapes(row: Row) -> str:
 
 def _user_forward(module: nn.Module) -> bool:
     path = inspect.getsourcefile(type(module).forward) or ""
-    return not os.path.abspath(path).startswith(_TORCH_DIR)
+    return not os.path.abspath(path).startswith(TORCH_DIR)
 
 
 def annotate(model: nn.Module, trace: Trace, submodules: bool = False) -> list[AnnotatedForward]:

@@ -11,7 +11,6 @@ import importlib.util
 import inspect
 import os
 import sys
-import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import torch
 from torch import nn
 
 from .errors import LoadError
+from .paths import user_frame_summary, user_where
 from .spec import ModelRef, check_model_file
 
 
@@ -75,16 +75,12 @@ def _keep(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
 
 
 def _user_line(exc: BaseException) -> str:
-    """The innermost traceback line in the user's code (not convshape's, torch's or importlib's)."""
-    skip = (os.path.dirname(os.path.abspath(__file__)), os.path.dirname(torch.__file__), "<frozen")
-    chosen = None
-    for fs in traceback.extract_tb(exc.__traceback__):
-        if not fs.filename.startswith(skip) and not os.path.abspath(fs.filename).startswith(skip):
-            chosen = fs
-    if chosen is None:
+    """The innermost traceback line in the user's code, with its text: ``net.py:4: WIDTH = SIZES["large"]``."""
+    where = user_where(exc)
+    entry = user_frame_summary(exc)
+    if where is None or entry is None:
         return ""
-    where = f"{os.path.basename(chosen.filename)}:{chosen.lineno}"
-    return f"{where}: {chosen.line}" if chosen.line else where
+    return f"{where}: {entry.line}" if entry.line else where
 
 
 def _raised(doing: str, exc: BaseException) -> LoadError:

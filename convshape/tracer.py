@@ -29,15 +29,14 @@ from . import diagnose
 from .costs import CostCounter
 from .oplabels import op_label
 from .params import numel
+from .paths import OWN_DIR, TORCH_DIR, user_where
 from .records import Failure, Row, Shape
 from .tensors import dtype_name, has_tensor, jsonable, tensors_in
 from .text import shape_text
 
-_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
-_OWN_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 # torch files that only dispatch a call onward: a call passing through them is still the user's own.
 _THIN_WRAPPERS = tuple(
-    os.path.join(_TORCH_DIR, p)
+    os.path.join(TORCH_DIR, p)
     for p in ("overrides.py", "_jit_internal.py", "nn/functional.py", "functional.py", "_tensor.py")
 )
 _LINEAR = F.linear
@@ -89,15 +88,15 @@ def _where(frame: FrameType | None) -> str | None:
 
 
 
-_MODULE_MACHINERY = os.path.join(_TORCH_DIR, "nn", "modules", "module.py")
+_MODULE_MACHINERY = os.path.join(TORCH_DIR, "nn", "modules", "module.py")
 
 
 def _module_caller(frame: FrameType | None) -> FrameType | None:
     """The user frame that called a module, or None when torch's code (a Sequential) called it."""
     while frame is not None:
         filename = frame.f_code.co_filename
-        if filename != _MODULE_MACHINERY and not filename.startswith(_OWN_DIR):
-            return None if filename.startswith(_TORCH_DIR) else frame
+        if filename != _MODULE_MACHINERY and not filename.startswith(OWN_DIR):
+            return None if filename.startswith(TORCH_DIR) else frame
         frame = frame.f_back
     return None
 
@@ -110,10 +109,10 @@ def _direct_caller(frame: FrameType | None) -> FrameType | None:
     """
     while frame is not None:
         filename = frame.f_code.co_filename
-        if filename.startswith(_TORCH_DIR):
+        if filename.startswith(TORCH_DIR):
             if not filename.startswith(_THIN_WRAPPERS):
                 return None
-        elif filename.startswith(_OWN_DIR):
+        elif filename.startswith(OWN_DIR):
             return None
         else:
             return frame
@@ -148,7 +147,7 @@ def raised_by_convshape(exc: BaseException) -> bool:
     while tb.tb_next is not None:
         tb = tb.tb_next
     code = tb.tb_frame.f_code
-    return code.co_filename.startswith(_OWN_DIR) and code is not _call_through.__code__
+    return code.co_filename.startswith(OWN_DIR) and code is not _call_through.__code__
 
 
 _LATER = object()  # "caller not looked up yet"
@@ -461,14 +460,7 @@ class Recorder(TorchFunctionMode):
         """Describe why the forward pass stopped, marking the failing row."""
         fn = self._failed_fn if self._failed_fn is not None and self.rows[-1] is self._failed_fn else None
         layer = self.stack[-1] if self.stack else None
-        # The user's innermost line in the traceback: where their code was when it failed.
-        tb, user_tb = exc.__traceback__, None
-        while tb is not None:
-            if not tb.tb_frame.f_code.co_filename.startswith((_TORCH_DIR, _OWN_DIR)):
-                user_tb = tb
-            tb = tb.tb_next
-        source = (f"{os.path.basename(user_tb.tb_frame.f_code.co_filename)}:{user_tb.tb_lineno}"
-                  if user_tb is not None else None)
+        source = user_where(exc)  # where the user's code was when it failed
         message = str(exc).strip() or type(exc).__name__
         first_line = message.splitlines()[0]
         if fn is not None:
