@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .errors import InputSpecError, TraceError
-from .fc import describe_origin, fc_report, flatten_origin
+from .fc import LINEARS, describe_origin, fc_report, flatten_origin
 from .params import param_report, totals_of
 from .records import Failure, FcReport, ParamReport, TensorInfo, Trace
 from .spec import DTYPES, InputSpec, parse_device, parse_input
@@ -142,7 +142,7 @@ def trace_model(model: nn.Module, *inputs: InputLike, device: str | torch.device
         for module, training in modes:
             module.training = training
     rows = recorder.frozen_rows()
-    if failure is not None and failure.row is not None and failure.layer_type in ("Linear",) \
+    if failure is not None and failure.row is not None and failure.layer_type in LINEARS \
             and failure.expected is not None:
         failure = _explain_linear(rows, failure)
     notes = list(notes)

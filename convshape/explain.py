@@ -228,11 +228,11 @@ def field_text(fields: tuple[Field, ...]) -> str:
 
 def factorisation_notes(rows: tuple[Row, ...]) -> dict[int, str]:
     """For each flatten/view feeding a Linear: ``800 = 50 x 4 x 4 (C x H x W of [64, 50, 4, 4]), fc1's in_features``."""
-    from .fc import flatten_origin, flatten_row
+    from .fc import LINEARS, flatten_origin, flatten_row
 
     notes: dict[int, str] = {}
     for row in rows:
-        if row.kind != "module" or row.op not in ("Linear", "LazyLinear") or not row.inputs_from:
+        if row.kind != "module" or row.op not in LINEARS or not row.inputs_from:
             continue
         origin = flatten_origin(rows, row)
         if origin is None or not origin.factors:

@@ -8,7 +8,7 @@ from .diagnose import constructor
 from .records import FcReport, FlattenOrigin, LinearCheck, Row, Trace
 
 _FLATTEN_FUNCS = {"view", "reshape", "flatten", "_unsafe_view"}
-_LINEARS = ("Linear", "LazyLinear")
+LINEARS = ("Linear", "LazyLinear")
 
 
 def _is_flatten(row: Row) -> bool:
@@ -94,7 +94,7 @@ def fc_report(trace: Trace, layer: str | None = None) -> FcReport:
     """One check per Linear reached (a mismatching call wins over a matching one of the same layer)."""
     checks: dict[str, LinearCheck] = {}
     for row in trace.rows:
-        if row.kind != "module" or row.op not in _LINEARS:
+        if row.kind != "module" or row.op not in LINEARS:
             continue
         if layer is not None and row.name != layer:
             continue
