@@ -406,13 +406,15 @@ class Recorder(TorchFunctionMode):
         try:
             out = _call_through(func, args, kwargs)
         except Exception:
+            self._fn_flops = None
             if caller is _LATER:
                 caller = _direct_caller(frame)
             if caller is not None:
                 self._failed_fn = self._function_row(func, args, kwargs, None, caller)  # type: ignore[arg-type]
             raise
-        finally:
-            flops, self._fn_flops = self._fn_flops, None
+        flops = self._fn_flops
+        if flops is not None:
+            self._fn_flops = None
         if not has_tensor(out):
             if flops and self.stack:  # work done, but no tensor to show it on: the module's
                 row = self.stack[-1]
