@@ -5,8 +5,8 @@
 * :class:`Preserved` runs a model in place and puts back what a forward pass may change: training flags
   and buffers written in place.
 * :func:`guarded` holds the process-wide state a model's code can reach for the length of a load or a
-  trace: the global random state comes back as it was, ``os._exit`` raises :class:`ModelExit` instead of killing the process, warnings filters and
-  ``sys.path`` come back as they were, torch.compile'd code runs eagerly (so Dynamo never traces
+  trace: ``os._exit`` raises :class:`ModelExit` instead of killing the process; the global random state,
+  warnings filters and ``sys.path`` come back as they were; torch.compile'd code runs eagerly (so Dynamo never traces
   convshape's hooks), and a pass stops with :class:`TimedOut` after ``timeout`` seconds.
 """
 
@@ -93,8 +93,8 @@ def stand_in(model: nn.Module, device: torch.device) -> nn.Module:
 
 class Preserved:
     """Run a model in place and restore what a forward pass may change (training flags, buffers written in
-    place; :func:`guarded` restores the random state). Parameters a forward changes in place cannot be restored: they are
-    listed in ``changed`` so the caller can say so."""
+    place; :func:`guarded` restores the random state). Parameters a forward changes in place cannot be
+    restored: they are listed in ``changed`` so the caller can say so."""
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
@@ -174,7 +174,8 @@ def guarded(timeout: float | None = None) -> Iterator[None]:
     """Hold the process-wide state a model's code can reach, for one load or trace (see the module docstring).
 
     ``sys.path`` comes back as it was: the loader puts the model's directory first, as ``python file.py``
-    would have it, for the length of the load and the trace. Nested use is a no-op: the outermost guard (the CLI's, around load and trace) sets the limits.
+    would have it, for the length of the load and the trace. Nested use is a no-op: the outermost guard
+    (the CLI's, around load and trace) sets the limits.
     """
     if getattr(_active, "on", False):
         yield

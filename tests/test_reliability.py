@@ -146,7 +146,8 @@ CASES = [
          files={"net.py": HEAD + "class Weird(Exception):\n    def __str__(self):\n        raise RuntimeError\n\n"
                                  "raise Weird()\n"}),
     Case("import-hangs", ["params", "{dir}/net.py", "--timeout", "1"], 1,
-         ["importing net.py did not finish within 1 s (--timeout)"], files={"net.py": HEAD + "while True:\n    pass\n"}),
+         ["importing net.py did not finish within 1 s (--timeout)"],
+         files={"net.py": HEAD + "while True:\n    pass\n"}),
     Case("init-raises", ["params", "{dir}/net.py"], 2, ["building net.py:Net raised ValueError: nope"],
          files={"net.py": net("return x", init="raise ValueError('nope')")}),
     Case("init-sys-exit", ["params", "{dir}/net.py"], 2, ["building net.py:Net exited", "sys.exit(5)"],
@@ -192,7 +193,7 @@ CASES = [
          json_stdout=True),
     Case("prints-json-fc-size", ["fc-size", "{dir}/net.py", "-i", "2x4", "-f", "json"], 0, ["hello"],
          files={"net.py": net("print('hello')\n        return self.fc(x)")}, json_stdout=True),
-    # ---- models that used to break the default device ------------------------------------------------------------------
+    # ---- models that used to break the default device ------------------------------------------------------
     Case("lazy-trace", trace("-i", "2x7"), 0, ["LazyLinear", "[2, 3]"],
          files={"net.py": net("return self.fc(x)", init="self.fc = nn.LazyLinear(3)")}),
     Case("lazy-params", ["params", "{dir}/net.py"], 0, ["lazy layer"],
@@ -213,7 +214,7 @@ CASES = [
          files={"net.py": net("return act(self.fc(x))", top="act = torch.compile(torch.relu)")}),
     Case("stdlib-shadow", trace("-i", "2x4", "--costs"), 0, ["profile.py beside your model", "[2, 2]"],
          files={"net.py": OK, "profile.py": "raise ImportError('the user profile.py')\n"}, process=True),
-    # ---- output streams ---------------------------------------------------------------------------------------------------
+    # ---- output streams ---------------------------------------------------------------------------------------
     Case("ascii-flag", ["trace", MNIST, "-i", "64x784", "--ascii"], 0, ["-----", "view"], ascii_stdout=True),
     Case("stdout-ascii-encoding", ["trace", MNIST, "-i", "64x784"], 0, ["-----"], process=True,
          env={"PYTHONIOENCODING": "ascii"}, ascii_stdout=True),
