@@ -61,8 +61,8 @@ def _unique_tensors(model: nn.Module) -> Iterator[torch.Tensor]:
 def _placed(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     """``tensor`` on ``device``: no values on meta, zeros coming from meta, a copy of the values otherwise."""
     if isinstance(tensor, (UninitializedParameter, UninitializedBuffer)):
-        lazy = type(tensor)(requires_grad=tensor.requires_grad, device=device, dtype=tensor.dtype)
-        return lazy
+        # torch's stubs leave out the device and dtype that these constructors take
+        return type(tensor)(requires_grad=tensor.requires_grad, device=device, dtype=tensor.dtype)  # type: ignore[call-arg]
     with torch.no_grad():
         if device.type == "meta":
             data = torch.empty_like(tensor, device=device)
