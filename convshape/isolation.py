@@ -101,18 +101,22 @@ class Preserved:
         self.changed: list[str] = []
 
     def __enter__(self) -> Preserved:
-        model = self.model
-        self._flags = [(m, m.training) for m in model.modules()]
+        # one walk over the modules' own dicts: this runs before every in-place trace
+        self._flags: list[tuple[nn.Module, bool]] = []
         self._buffers: list[tuple[torch.Tensor, torch.Tensor | None, int]] = []
+        self._params: list[tuple[nn.Module, str, torch.Tensor, int]] = []
         seen: set[int] = set()
-        for b in model.buffers():
-            if id(b) in seen or isinstance(b, UninitializedBuffer):
-                continue
-            seen.add(id(b))
-            saved = None if b.device.type == "meta" else b.detach().clone()
-            self._buffers.append((b, saved, b._version))
-        self._params = [(name, p, p._version) for name, p in model.named_parameters()
-                        if not isinstance(p, UninitializedParameter)]
+        for module in self.model.modules():
+            self._flags.append((module, module.training))
+            for b in module._buffers.values():
+                if b is None or id(b) in seen or isinstance(b, UninitializedBuffer):
+                    continue
+                seen.add(id(b))
+                self._buffers.append((b, None if b.device.type == "meta" else b.detach().clone(), b._version))
+            for name, p in module._parameters.items():
+                if p is not None and id(p) not in seen and not isinstance(p, UninitializedParameter):
+                    seen.add(id(p))
+                    self._params.append((module, name, p, p._version))
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -123,7 +127,9 @@ class Preserved:
             for buffer, saved, version in self._buffers:
                 if saved is not None and buffer._version != version:
                     buffer.copy_(saved)
-        self.changed = [name for name, p, version in self._params if p._version != version]
+        changed = {id(p) for _, _, p, version in self._params if p._version != version}
+        if changed:
+            self.changed = [name for name, p in self.model.named_parameters() if id(p) in changed]
 
 
 def _exit_instead(code: int = 0) -> NoReturn:
