@@ -13,13 +13,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from .arity import check_inputs
 from .errors import InputSpecError, TraceError
 from .fc import LINEARS, describe_origin, fc_report, flatten_origin
 from .params import param_report, totals_of
-from .records import Failure, FcReport, ParamReport, TensorInfo, Trace
+from .records import Failure, FcReport, ParamReport, Trace
 from .spec import DTYPES, InputSpec, parse_device, parse_input
-from .tensors import dtype_name
 from .tracer import Recorder, raised_by_convshape
+from .values import from_python, input_infos, input_tensors, materialize, restore_buffers, saved_buffers
 
 InputLike = str | InputSpec | Sequence[int] | torch.Tensor
 
@@ -90,12 +91,19 @@ def _move(model: nn.Module, device: torch.device) -> None:
         model.to(device)
 
 
-def trace_model(model: nn.Module, *inputs: InputLike, device: str | torch.device | None = None,
+def trace_model(model: nn.Module, *inputs: Any, device: str | torch.device | None = None,
                 label: str | None = None, repair_linear: bool = False, notes: Sequence[str] = (),
-                budget_s: float | None = None, costs: bool = False) -> Trace:
+                budget_s: float | None = None, costs: bool = False, train: bool = False,
+                forward_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> Trace:
     """Run one forward pass of ``model`` with hooks and return every call as plain data.
 
-    Each input is a shape string (``"64x784"``, ``"2x16:int64"``), a tuple of ints, or a tensor.
+    Each input is a shape string (``"64x784"``, ``"2x16:int64:randint(1000)"``, or any form of the
+    ``--input`` language: ``"[3x320x320, 3x240x320]"``), a tuple of ints, a tensor, a list, tuple or dict
+    of those, or a plain value (a number, None, a bool; ``convshape.Value(x)`` passes ``x`` as it is).
+    Other keyword arguments go to ``forward`` by name (``attention_mask="1x8:int64:ones"``); one named
+    like an option of this function goes in ``forward_kwargs={"device": ...}``.
+    ``train=True`` runs the model in training mode (its flags and buffers, such as BatchNorm's
+    running statistics, are restored afterwards).
     ``device`` defaults to ``"auto"``: where the model's parameters are (``"meta"`` traces without
     allocating any weights). Naming another device moves the model there. The model runs in eval mode under
     ``torch.no_grad()``, and its training flags are restored afterwards. On meta the pass also runs
@@ -112,12 +120,18 @@ def trace_model(model: nn.Module, *inputs: InputLike, device: str | torch.device
     target = model_device(model, inputs) if wanted == "auto" else torch.device(wanted)
     check_device(target)
     _move(model, target)
-    specs = [to_spec(v) for v in inputs]
-    check_arity(model, len(specs))
-    tensors = [s.to(target) if isinstance(s, torch.Tensor) else make_input(s, target) for s in specs]
-    infos = tuple(TensorInfo(tuple(t.shape), dtype_name(t.dtype)) for t in tensors)
+    both = set(kwargs) & set(forward_kwargs or {})
+    if both:
+        raise InputSpecError(f"forward argument {sorted(both)[0]!r} given twice (as a keyword and in forward_kwargs)")
+    args_tree = tuple(from_python(v, f"input {i + 1}") for i, v in enumerate(inputs))
+    kw_tree = {k: from_python(v, k) for k, v in {**kwargs, **(forward_kwargs or {})}.items()}
+    check_inputs(model, type(model).__name__, len(args_tree), kw_tree)
+    args, kw = materialize(args_tree, target), materialize(kw_tree, target)
+    tensors = input_tensors(args) + input_tensors(kw)
+    infos = input_infos(args, kw)
     name = label or type(model).__name__
     modes = [(m, m.training) for m in model.modules()]
+    saved = saved_buffers(model) if train else None
     deadline = time.perf_counter() + budget_s if budget_s is not None else None
     recorder = Recorder(model, repair_linear=repair_linear, deadline=deadline, costs=costs)
     recorder.input_ids.update(id(t) for t in tensors)
@@ -126,12 +140,12 @@ def trace_model(model: nn.Module, *inputs: InputLike, device: str | torch.device
     placement = torch.device("meta") if target.type == "meta" else nullcontext()
     collecting = gc.isenabled()
     try:
-        model.eval()
+        model.train(train)
         # The pass makes many small objects and no cycles worth collecting; the cyclic collector would
         # rescan torch's large heap for them (measured: about 3% of a 70B meta trace).
         gc.disable()
         with torch.no_grad(), placement, recorder:  # the recorder's mode sits on top of the device's
-            model(*tensors)
+            model(*args, **kw)
     except Exception as e:  # the user's model failed: diagnose it, keep what was traced
         if raised_by_convshape(e):
             raise RuntimeError(f"convshape internal error while tracing {name} (please report it): {e!r}") from e
@@ -141,6 +155,8 @@ def trace_model(model: nn.Module, *inputs: InputLike, device: str | torch.device
             gc.enable()
         for module, training in modes:
             module.training = training
+        if saved is not None:
+            restore_buffers(saved)
     rows = recorder.frozen_rows()
     if failure is not None and failure.row is not None and failure.layer_type in LINEARS \
             and failure.expected is not None:

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from . import __version__
 from .errors import ConvshapeError, TraceError
+from .inputlang import Inputs, parse_inputs
 from .spec import check_model_file, parse_device, parse_input, parse_kwargs, parse_model_ref
 
 if TYPE_CHECKING:
@@ -44,8 +45,15 @@ ModelArg = Annotated[str, typer.Argument(
     metavar="MODEL",
     show_default=False)]
 InputOpt = Annotated[list[str], typer.Option(
-    "--input", "-i", help="Shape of one forward argument, e.g. 64x784 or 2x16:int64; repeat per argument.",
+    "--input", "-i", help="One forward argument, repeated per argument: 64x784, 2x16:int64:randint(30522), "
+    "attention_mask=1x16:int64:ones, '[3x320x320, 3x240x320]', '{\"image\": 1x3x8x8}', 0.5, int(5), "
+    "\"'text'\", None (see README: Inputs).",
     show_default=False)]
+ConfigOpt = Annotated[str | None, typer.Option(
+    "--config", help="A local config.json for a class built from a config (Hugging Face: BertModel, AutoModel).",
+    show_default=False)]
+TrainOpt = Annotated[bool, typer.Option(
+    "--train", help="Trace in training mode (the model's flags and buffers are restored afterwards).")]
 ArgOpt = Annotated[list[str], typer.Option(
     "--arg", "-a", help="Constructor/factory keyword argument key=value (a Python literal); repeatable.",
     show_default=False)]
@@ -85,8 +93,8 @@ def _emit(renderable: Any, fmt: Format) -> None:
         sys.stdout.write(to_text(renderable))
 
 
-def _source(model: str, args: list[str] | None) -> ModelSource:
-    ref = parse_model_ref(model, parse_kwargs(args))
+def _source(model: str, args: list[str] | None, config: str | None = None) -> ModelSource:
+    ref = parse_model_ref(model, parse_kwargs(args), config)
     check_model_file(ref)  # a wrong path answers before torch is imported
     from .loader import resolve
 
@@ -94,18 +102,30 @@ def _source(model: str, args: list[str] | None) -> ModelSource:
 
 
 def _traced(model: str, inputs: list[str] | None, args: list[str] | None, device: str,
-            **options: Any) -> tuple[ModelSource, Trace, TraceError | None]:
+            config: str | None = None, **options: Any) -> tuple[ModelSource, Trace, TraceError | None]:
     """Parse, load and trace. A failing forward pass still gives its partial trace (``trace.error`` set)
     and the TraceError (for --debug); any other ConvshapeError propagates."""
-    specs = [parse_input(i) for i in inputs or []]
+    specs = parse_inputs(inputs or [])
     dev = parse_device(device)
-    source = _source(model, args)
+    source = _source(model, args, config)
+    _check_class_inputs(source, specs)
     from .policy import trace_source  # torch from here on: every argument was checked first
 
     try:
         return source, trace_source(source, specs, dev, **options), None
     except TraceError as e:
         return source, e.trace, e  # type: ignore[return-value]
+
+
+def _check_class_inputs(source: ModelSource, given: Inputs) -> None:
+    """Where the model's class is known before it is built, its forward's signature is checked first."""
+    import inspect
+
+    from .arity import check_inputs
+
+    cls = source.model_class or (source.obj if inspect.isclass(source.obj) else None)
+    if cls is not None:
+        check_inputs(cls, cls.__name__, len(given.args), given.kwargs, unbound=True)
 
 
 def _debug_traceback(error: TraceError, debug: bool) -> None:
@@ -129,11 +149,13 @@ def trace(
         "--costs", help="Count MACs/FLOPs per row from the ops executed, and show output memory.")] = False,
     fmt: FormatOpt = Format.table,
     device: DeviceOpt = "auto",
+    config: ConfigOpt = None,
+    train: TrainOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Every layer and functional op, in call order, with input and output shapes."""
     try:
-        _, result, failed = _traced(model, inputs, args, device, costs=costs)
+        _, result, failed = _traced(model, inputs, args, device, config, costs=costs, train=train)
     except ConvshapeError as e:
         _fail(e, debug)
     _emit(_trace_out(result, fmt, depth, not no_functions, explain, costs), fmt)
@@ -158,6 +180,10 @@ def params(
     explain: Annotated[bool, typer.Option(
         "--explain", help="Show the formula behind each count, with the layer's numbers.")] = False,
     fmt: FormatOpt = Format.table,
+    device: Annotated[str, typer.Option(
+        "--device", "-d", help="auto (meta, or the cpu for a model that pins tensors to a device when built), "
+        "meta or cpu.")] = "auto",
+    config: ConfigOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Parameter tensors, counts, trainable/frozen and totals (no weights are allocated)."""
@@ -165,10 +191,12 @@ def params(
     from .render.table import params_table
 
     try:
-        source = _source(model, args)
+        dev = parse_device(device)
+        source = _source(model, args, config)
         from .api import parameters
 
-        report = parameters(source.build("meta"), source.label)
+        built = source.build_meta_or_cpu()[0] if dev == "auto" else source.build(dev)
+        report = parameters(built, source.label)
     except ConvshapeError as e:
         _fail(e, debug)
     _emit(to_json(report) if fmt is Format.json else params_table(report, explain), fmt)
@@ -182,6 +210,7 @@ def fc_size(
     layer: Annotated[str | None, typer.Option("--layer", "-l", help="Answer for this Linear only.")] = None,
     fmt: FormatOpt = Format.table,
     device: DeviceOpt = "auto",
+    config: ConfigOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """The in_features each nn.Linear needs after the layers before it, and the fix."""
@@ -190,7 +219,7 @@ def fc_size(
 
     try:
         # a model failing elsewhere than a Linear still reports the Linear layers reached before it
-        _, traced, _ = _traced(model, inputs, args, device, repair_linear=True)
+        _, traced, _ = _traced(model, inputs, args, device, config, repair_linear=True)
         from .fc import fc_report
 
         report = fc_report(traced)
@@ -217,11 +246,12 @@ def annotate(
     submodules: Annotated[bool, typer.Option(
         "--all", help="Also annotate the forwards of your own submodule classes.")] = False,
     device: DeviceOpt = "auto",
+    config: ConfigOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Print the model's forward source with each line's shape as a trailing comment."""
     try:
-        source, traced, failed = _traced(model, inputs, args, device)
+        source, traced, failed = _traced(model, inputs, args, device, config)
     except ConvshapeError as e:
         _fail(e, debug)
     if failed is not None:
@@ -231,7 +261,7 @@ def annotate(
     from .annotate import annotate as annotate_forward
 
     # annotate reads the module tree only (names, classes): a fresh meta build is enough
-    built = source.obj if source.is_instance else source.build("meta")
+    built = source.obj if source.is_instance else source.build_meta_or_cpu()[0]
     blocks = annotate_forward(built, traced, submodules)
     if sys.stdout.isatty():
         from rich.syntax import Syntax

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import hf
 from .errors import LoadError
 from .paths import user_frame_summary, user_where
 from .spec import ModelRef, check_model_file
@@ -33,6 +34,7 @@ class ModelSource:
     kwargs: dict[str, Any]
     label: str  # "mnist_net.py:M"
     how: str  # "M, the only nn.Module subclass defined in mnist_net.py"
+    model_class: Any = None  # the class a config factory builds (its forward's signature is known before building)
 
     @property
     def is_instance(self) -> bool:
@@ -45,6 +47,20 @@ class ModelSource:
         such as ``normal_`` would be the process's first meta op, which costs about a second.
         """
         return _build(self.obj, self.kwargs, self.label, device, skip_init or device == "meta")
+
+    def build_meta_or_cpu(self) -> tuple[nn.Module, str | None]:
+        """Build on meta; a model that cannot be built there (one that pins tensors to a device in
+        ``__init__``: ``.to("cpu")``, ``torch.zeros(..., device="cpu")``) is built on the cpu, with a note."""
+        try:
+            return self.build("meta"), None
+        except LoadError as e:
+            reason = str(e).splitlines()[0].removeprefix(f"building {self.label} raised ")[:160]
+        import warnings
+
+        with warnings.catch_warnings():  # the meta build already showed the user any warning their code gives
+            warnings.simplefilter("ignore")
+            model = self.build("cpu", skip_init=True)
+        return model, f"meta could not build this model ({reason}); built on cpu instead"
 
 
 _INIT_FUNCTIONS = (
@@ -200,9 +216,15 @@ def resolve(ref: ModelRef) -> ModelSource:
     elif not callable(obj):
         raise LoadError(f"{label} is a value of type {type(obj).__name__}, "
                         "not an nn.Module subclass, instance or factory")
+    elif hf.takes_config(obj):  # Hugging Face convention: built from a config object, --arg goes into it
+        label = hf.labelled(label, ref.kwargs, ref.config)
+        return ModelSource(hf.config_factory(obj, ref.kwargs, ref.config, label), {}, label, how, obj)
     else:
         _check_signature(obj, ref.kwargs, label)
-    return ModelSource(obj, dict(ref.kwargs), label, how)
+    if ref.config is not None:
+        raise LoadError(f"--config applies to classes built from a config object (a config_class, as "
+                        f"Hugging Face models have); {label} is not one, pass --arg key=value instead")
+    return ModelSource(obj, dict(ref.kwargs), hf.labelled(label, ref.kwargs), how)
 
 
 def _build(obj: Any, kwargs: dict[str, Any], label: str, device: str | None, skip_init: bool) -> nn.Module:

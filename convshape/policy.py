@@ -21,14 +21,16 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from .api import check_device, to_spec, trace_model
+from .api import check_device, trace_model
 from .errors import ConvshapeError, TraceError
+from .inputlang import Inputs
 from .loader import ModelSource
 from .params import totals_of
 from .records import ITEMSIZE, Trace
 from .spec import InputSpec
 from .text import si_bytes
 from .tracer import OverBudget
+from .values import leaves
 
 if TYPE_CHECKING:
     from torch import nn
@@ -54,7 +56,8 @@ def available_memory() -> int | None:
         return None
 
 
-def _input_bytes(specs: Sequence[InputSpec]) -> int:
+def _input_bytes(given: Inputs) -> int:
+    specs = [leaf for leaf in leaves((given.args, given.kwargs)) if isinstance(leaf, InputSpec)]
     return sum(math.prod(spec.shape) * ITEMSIZE[spec.dtype] for spec in specs)
 
 
@@ -65,25 +68,28 @@ def _rebuild(source: ModelSource) -> nn.Module:
         return source.build("cpu", skip_init=True)
 
 
-def trace_source(source: ModelSource, specs: Sequence[InputSpec], device: str = "auto",
-                 repair_linear: bool = False, costs: bool = False) -> Trace:
+def trace_source(source: ModelSource, specs: Sequence[InputSpec] | Inputs, device: str = "auto",
+                 repair_linear: bool = False, costs: bool = False, train: bool = False) -> Trace:
     """Build the model of ``source`` where ``device`` says (``auto``: see the module docstring) and trace it."""
     import torch
 
-    inputs = [to_spec(s) for s in specs]
+    given = specs if isinstance(specs, Inputs) else Inputs(tuple(specs))
     run: Callable[..., Trace] = lambda model, dev, **kw: trace_model(  # noqa: E731
-        model, *inputs, device=dev, label=source.label, repair_linear=repair_linear, costs=costs, **kw)
+        model, *given.args, device=dev, label=source.label, repair_linear=repair_linear, costs=costs,
+        train=train, forward_kwargs=given.kwargs, **kw)
     if source.is_instance:
         return run(source.obj, None if device == "auto" else device)
     if device != "auto":
         check_device(torch.device(device))
         return run(source.build(device), device)
 
-    meta_model = source.build("meta")
+    notes: list[str] = []
+    meta_model, pinned = source.build_meta_or_cpu()
+    if pinned is not None:  # built on the cpu: trace it there
+        return run(meta_model, "cpu", notes=[pinned])
     totals = totals_of(meta_model)
     weights = totals.bytes
-    data = _input_bytes(inputs)  # type: ignore[arg-type]
-    notes: list[str] = []
+    data = _input_bytes(given)
     if weights <= SMALL_PARAM_BYTES and data <= SMALL_INPUT_BYTES:
         try:
             return run(_rebuild(source), "cpu", budget_s=CPU_BUDGET_S)
