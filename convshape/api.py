@@ -18,9 +18,9 @@ from .errors import InputSpecError, TraceError
 from .fc import LINEARS, describe_origin, fc_report, flatten_origin
 from .params import param_report, totals_of
 from .records import Failure, FcReport, ParamReport, Trace
-from .spec import DTYPES, InputSpec, parse_device, parse_input
+from .spec import InputSpec, parse_device, parse_input
 from .tracer import Recorder, raised_by_convshape
-from .values import from_python, input_infos, input_tensors, materialize, restore_buffers, saved_buffers
+from .values import from_python, input_infos, input_tensors, make_tensor, materialize, restore_buffers, saved_buffers
 
 InputLike = str | InputSpec | Sequence[int] | torch.Tensor
 
@@ -64,13 +64,8 @@ def check_device(device: torch.device) -> None:
 
 
 def make_input(spec: InputSpec, device: torch.device) -> torch.Tensor:
-    """A tensor of the spec's shape: integers and bools are zeros, floats any values."""
-    dtype = getattr(torch, DTYPES[spec.dtype])
-    if device.type == "meta":
-        return torch.empty(spec.shape, dtype=dtype, device=device)
-    if dtype.is_floating_point or dtype.is_complex:
-        return torch.randn(spec.shape, dtype=dtype, device=device)
-    return torch.zeros(spec.shape, dtype=dtype, device=device)
+    """A tensor of the spec's shape holding its fill (see :mod:`convshape.values`)."""
+    return make_tensor(spec, device)
 
 
 def model_device(model: nn.Module, inputs: Sequence[object] = ()) -> torch.device:
