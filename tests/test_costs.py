@@ -35,7 +35,7 @@ def test_mnist_macs_match_the_formula_and_flop_counter() -> None:
 ])
 def test_totals_within_one_percent_of_flop_counter(factory, inputs: list[str]) -> None:
     model = factory()
-    tensors = [convshape.api.make_input(convshape.spec.parse_input(s), torch.device("cpu")) for s in inputs]
+    tensors = [convshape.inputs.make_input(convshape.spec.parse_input(s), torch.device("cpu")) for s in inputs]
     trace = convshape.trace_model(model, *tensors, costs=True)
     want = flop_counter_total(model, *tensors)
     assert want > 0

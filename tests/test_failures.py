@@ -99,9 +99,10 @@ def test_state_is_unchanged_after_success_and_failure(device: str) -> None:
         flags = [m.training for m in model.modules()]
         grads = [p.requires_grad for p in model.parameters()]
         try:
-            convshape.trace_model(model, *inputs, device="cpu")
-        except TraceError:
-            assert fails
+            result = convshape.trace_model(model, *inputs, device=device)
+            assert not fails and result.device == device
+        except TraceError as e:
+            assert fails and e.trace.device == device  # the failure was found on the device asked for
         _interceptors_gone()
         after = model.state_dict()
         assert before.keys() == after.keys()

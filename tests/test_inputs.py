@@ -15,8 +15,8 @@ import convshape
 from convshape.cli import app
 from convshape.errors import InputSpecError
 from convshape.inputlang import parse_argument, parse_inputs
+from convshape.inputs import make_input, materialize
 from convshape.spec import Fill, InputSpec, Value
-from convshape.values import make_tensor, materialize
 
 from .conftest import ASSETS, load_file, tensor_shapes, unique_numel
 
@@ -164,7 +164,7 @@ def test_keyword_given_twice() -> None:
 ])
 def test_fills_make_what_they_say(spec: InputSpec, check: Any) -> None:
     torch.manual_seed(0)
-    tensor = make_tensor(spec, CPU)
+    tensor = make_input(spec, CPU)
     assert tuple(tensor.shape) == spec.shape and str(tensor.dtype) == f"torch.{spec.dtype}"
     assert check(tensor)
 
