@@ -39,7 +39,8 @@ def _typed_kwargs(param: inspect.Parameter) -> set[str] | None:
         return None
     args = typing.get_args(annotation)
     if getattr(annotation, "__origin__", None) is not None and args and typing.is_typeddict(args[0]):
-        return set(typing.get_type_hints(args[0]))
+        # the key sets, not get_type_hints: that would evaluate annotations the module may not import
+        return set(getattr(args[0], "__required_keys__", ())) | set(getattr(args[0], "__optional_keys__", ()))
     return None
 
 

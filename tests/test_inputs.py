@@ -18,7 +18,7 @@ from convshape.inputlang import parse_argument, parse_inputs
 from convshape.inputs import make_input, materialize
 from convshape.spec import Fill, InputSpec, Value
 
-from .conftest import ASSETS, load_file, tensor_shapes, unique_numel
+from .conftest import ASSETS, forward_hook_calls, load_file, unique_numel
 
 runner = CliRunner()
 MODELS = ASSETS / "inputs" / "models.py"
@@ -32,33 +32,6 @@ def run(*args: str):
 
 def err_of(result) -> str:
     return result.stderr if result.stderr else result.output
-
-
-def module_calls(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
-                 train: bool = False) -> list[tuple[str, str, list[Any], list[Any]]]:
-    """Plain forward hooks (with keyword arguments): torch's own record of every module call."""
-    names = {id(m): n for n, m in model.named_modules(remove_duplicate=False)}
-    calls: list[dict[str, Any]] = []
-    stack: list[dict[str, Any]] = []
-
-    def pre(module: nn.Module, a: tuple[Any, ...], kw: dict[str, Any]) -> None:
-        entry = {"name": names[id(module)], "type": type(module).__name__, "in": tensor_shapes((a, kw))}
-        calls.append(entry)
-        stack.append(entry)
-
-    def post(module: nn.Module, a: tuple[Any, ...], out: Any) -> None:
-        stack.pop()["out"] = tensor_shapes(out)
-
-    handles = [h for m in model.modules() for h in (m.register_forward_pre_hook(pre, with_kwargs=True),
-                                                     m.register_forward_hook(post))]
-    try:
-        model.train(train)
-        with torch.no_grad():
-            model(*args, **kwargs)
-    finally:
-        for h in handles:
-            h.remove()
-    return [(c["name"], c["type"], [list(s) for s in c["in"]], [list(s) for s in c["out"]]) for c in calls]
 
 
 def cli_rows(*argv: str) -> tuple[dict[str, Any], list[tuple[str, str, list[Any], list[Any]]]]:
@@ -198,7 +171,7 @@ def test_cli_forms_match_torch(case: str, device: str) -> None:
     model = getattr(models, name)()
     torch.manual_seed(0)
     args, kwargs = same_inputs(texts)
-    want = module_calls(model, args, kwargs, train="--train" in options)
+    want = forward_hook_calls(model, args, kwargs, train="--train" in options)
     assert got == want
     assert doc["rows"][0]["output_shapes"][0] == list(out_shape)  # torch's own answer, spelled out
     assert doc["totals"]["params"] == unique_numel(model)
@@ -268,7 +241,7 @@ def test_api_keywords_containers_and_values_match_torch() -> None:
     torch.manual_seed(0)
     mask = torch.zeros(2, 6, dtype=torch.bool)
     trace = convshape.trace_model(model, "2x6:int64:randint(100)", mask=mask, temperature=2.0)
-    want = module_calls(model, (torch.ones(2, 6, dtype=torch.int64),), {"mask": mask, "temperature": 2.0})
+    want = forward_hook_calls(model, (torch.ones(2, 6, dtype=torch.int64),), {"mask": mask, "temperature": 2.0})
     got = [(r.name, r.op, [list(s) for s in r.input_shapes], [list(s) for s in r.output_shapes])
            for r in trace.module_rows()]
     assert got == want
