@@ -280,3 +280,30 @@ def test_api_rejects_unknown_keywords_and_odd_values_briefly() -> None:
     assert str(info.value).startswith("input 1: a object is not an input") and len(str(info.value)) < 300
     with pytest.raises(InputSpecError, match="in Python pass it as a keyword argument: mask="):
         convshape.trace_model(models.Masked(), "2x6:int64", "mask=2x6:bool")
+
+
+def test_api_named_tuples_and_packed_sequences_reach_forward_as_they_are() -> None:
+    from collections import namedtuple
+
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    Pair = namedtuple("Pair", "x y")
+    seen: list[Any] = []
+
+    class Takes(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gru = nn.GRU(4, 6, batch_first=True)
+
+        def forward(self, pair: Any, packed: Any) -> torch.Tensor:
+            seen.extend([type(pair), type(packed)])
+            out, _ = self.gru(packed)
+            return pair.x + pair.y + out.data.sum()
+
+    packed = pack_padded_sequence(torch.randn(3, 5, 4), torch.tensor([5, 3, 2]), batch_first=True)
+    trace = convshape.trace_model(Takes(), Pair("2x2", (2, 2)), packed)
+    assert seen == [Pair, type(packed)]
+    assert trace.rows[0].output_shapes == ((2, 2),)
+    assert [i.shape for i in trace.inputs] == [(2, 2), (2, 2), (10, 4)]  # a PackedSequence counts as its data
+    gru = next(r for r in trace.rows if r.name == "gru")
+    assert gru.output_shapes[0] == (10, 6)
