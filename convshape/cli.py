@@ -23,7 +23,7 @@ from rich.text import Text
 from . import __version__
 from .errors import ConvshapeError, TraceError
 from .inputlang import parse_inputs
-from .spec import ModelRef, check_model_file, parse_device, parse_input, parse_kwargs, parse_model_ref
+from .spec import check_model_file, parse_device, parse_input, parse_kwargs, parse_model_ref
 
 if TYPE_CHECKING:
     from .loader import ModelSource
@@ -179,12 +179,8 @@ def _model_session(model: str, args: list[str] | None, timeout: float,
     from .isolation import guarded
     from .loader import resolve
 
-    with guarded(timeout or None, _directory(ref)), contextlib.redirect_stdout(sys.stderr):
+    with guarded(timeout or None), contextlib.redirect_stdout(sys.stderr):
         yield resolve(ref)
-
-
-def _directory(ref: ModelRef) -> str | None:
-    return os.path.dirname(os.path.abspath(ref.target)) if ref.is_file else None
 
 
 def _traced(model: str, inputs: list[str] | None, args: list[str] | None, device: str, timeout: float,

@@ -25,19 +25,19 @@ The result is a tree of Python lists, tuples and dicts whose leaves are :class:`
 from __future__ import annotations
 
 import ast
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InputSpecError
-from .spec import DTYPES, INPUT_FORM, Fill, InputSpec, Value
+from .spec import DTYPES, INPUT_FORM, MAX_DIM, Fill, InputSpec, Value, shown
 
 FORMS = ("SHAPE[:DTYPE][:FILL] (64x784, 2x16:int64:randint(30522)), NAME=VALUE for a keyword argument, "
          "[...] / (...,) / {\"key\": ...} containers, or a value: 0.5, 'text', None, True, int(5), literal([4, 4])")
 FILL_FORM = "zeros, ones, fill(V), randint(HIGH), randint(LOW, HIGH), randn or rand"
 MAX_DEPTH = 32
-_SHOWN = 120  # characters of the user's text quoted back in an error
 _PUNCT = "[](){},:="
 _INT = re.compile(r"[+-]?[0-9]+")
 _FLOAT = re.compile(r"[+-]?([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+(?=[eE]))([eE][+-]?[0-9]+)?")
@@ -74,8 +74,7 @@ class _Parser:
 
     # -- errors ----------------------------------------------------------------------------------------
     def fail(self, what: str, expected: str = FORMS) -> InputSpecError:
-        shown = self.text if len(self.text) <= _SHOWN else self.text[:_SHOWN] + "..."
-        return InputSpecError(f"{self.option} {shown!r}: {what}; expected {expected}")
+        return InputSpecError(f"{self.option} {shown(self.text)}: {what}; expected {expected}")
 
     # -- tokens ----------------------------------------------------------------------------------------
     def _tokenize(self) -> list[_Token]:
@@ -97,7 +96,7 @@ class _Parser:
                 try:
                     value = ast.literal_eval(raw)
                 except (ValueError, SyntaxError):
-                    raise self.fail(f"{raw[:40]!r} is not a valid string") from None
+                    raise self.fail(f"{shown(raw, 20)} is not a valid string") from None
                 out.append(_Token("string", raw, i, j + 1, value))
                 i = j + 1
             else:
@@ -126,7 +125,7 @@ class _Parser:
     def expect(self, char: str, after: str) -> None:
         token = self.peek()
         if token is None or token.text != char or token.kind != "punct":
-            got = "the end of the text" if token is None else repr(token.text)
+            got = "the end of the text" if token is None else shown(token.text, 20)
             raise self.fail(f"expected {char!r} {after}, got {got}")
         self.pos += 1
 
@@ -137,7 +136,7 @@ class _Parser:
         first = self.peek()
         if first is not None and first.kind == "word" and self.is_punct("=", 1):
             if not first.text.isidentifier():
-                raise self.fail(f"{first.text!r} is not a Python argument name", "NAME=VALUE, e.g. "
+                raise self.fail(f"{shown(first.text, 20)} is not a Python argument name", "NAME=VALUE, e.g. "
                                 "attention_mask=1x128:int64")
             name = first.text
             self.pos += 2
@@ -147,7 +146,7 @@ class _Parser:
         value = self.value(0)
         extra = self.peek()
         if extra is not None:
-            raise self.fail(f"unexpected {extra.text!r} at character {extra.start + 1} after a complete value "
+            raise self.fail(f"unexpected {shown(extra.text, 20)} at character {extra.start + 1} after a complete value "
                             "(one --input per argument; put several in [...] or (...))")
         return name, value
 
@@ -160,7 +159,7 @@ class _Parser:
         if token.kind == "punct":
             if token.text in _CLOSE:
                 return self.container(token.text, depth + 1)
-            raise self.fail(f"unexpected {token.text!r} at character {token.start + 1}")
+            raise self.fail(f"unexpected {shown(token.text, 20)} at character {token.start + 1}")
         word = token.text
         if word in ("None", "True", "False"):
             return {"None": None, "True": True, "False": False}[word]
@@ -171,8 +170,9 @@ class _Parser:
         if _FLOAT.fullmatch(word):
             return float(word)
         if word[:1].isidentifier() and not re.search(r"[xX×]", word):
-            raise self.fail(f"{word!r} is neither a shape nor a value (write a string in quotes: \"'{word}'\"; "
-                            "a number as int(5) or 0.5)")
+            quoted = repr(word) if len(word) <= 20 else "'text'"
+            raise self.fail(f"{shown(word, 20)} is neither a shape nor a value (write a string in quotes: "
+                            f"\"{quoted}\"; a number as int(5) or 0.5)")
         return self.tensor(token)
 
     def container(self, opening: str, depth: int) -> Any:
@@ -189,7 +189,8 @@ class _Parser:
                 self.pos += 1
             elif not self.is_punct(closing):
                 token = self.peek()
-                got = "the end of the text" if token is None else f"{token.text!r} at character {token.start + 1}"
+                got = ("the end of the text" if token is None
+                       else f"{shown(token.text, 20)} at character {token.start + 1}")
                 raise self.fail(f"expected ',' or {closing!r} in {opening}...{closing}, got {got}")
         self.pos += 1
         if opening == "[":
@@ -211,16 +212,16 @@ class _Parser:
         elif token.kind == "word" and _INT.fullmatch(token.text):
             key = int(token.text)
         else:
-            raise self.fail(f"a dict key must be a quoted string, a name or an integer, got {token.text!r}",
+            raise self.fail(f"a dict key must be a quoted string, a name or an integer, got {shown(token.text, 20)}",
                             '{"image": 1x3x224x224, "mask": 1x224x224:bool}')
-        self.expect(":", f"after the dict key {key!r}")
+        self.expect(":", f"after the dict key {shown(str(key), 20)}")
         return key
 
     def int_call(self) -> int:
         self.expect("(", "after int")
         token = self.take()
         if token.kind != "word" or not _INT.fullmatch(token.text):
-            raise self.fail(f"int(...) takes a whole number, got {token.text!r}", "int(5)")
+            raise self.fail(f"int(...) takes a whole number, got {shown(token.text, 20)}", "int(5)")
         self.expect(")", "to close int(...)")
         return int(token.text)
 
@@ -237,18 +238,28 @@ class _Parser:
         try:
             return Value(ast.literal_eval(inner.strip()))  # marked: a tuple of ints is otherwise a shape
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            raise self.fail(f"literal({inner.strip()[:40]}) is not a Python literal",
+            raise self.fail(f"literal({inner.strip()[:40]}{'...' if len(inner.strip()) > 40 else ''}) is not a "
+                            "Python literal",
                             "literal([4, 4]), literal({'a': 1}), literal(-3)") from None
 
     def tensor(self, token: _Token) -> InputSpec:
-        shape = self.shape(token.text)
+        text = token.text
+        # " 64 x 784 ": a shape written with spaces around its x's is one shape
+        while (after := self.peek()) is not None and after.kind == "word" and (
+                text[-1:] in ("x", "X", "×") or after.text[:1] in ("x", "X", "×")):
+            text += after.text
+            self.pos += 1
+        shape = self.shape(text)
         dtype: str | None = None
         fill: Fill | None = None
         while self.is_punct(":"):
             self.pos += 1
-            part = self.take()
+            part = self.peek()
+            if part is None or (part.kind == "punct" and part.text in ",)]}"):
+                raise self.fail("empty dtype after ':'", INPUT_FORM)
+            self.pos += 1
             if part.kind != "word":
-                raise self.fail(f"expected a dtype or a fill after ':', got {part.text!r}")
+                raise self.fail(f"expected a dtype or a fill after ':', got {shown(part.text, 20)}")
             name = part.text.removeprefix("torch.")
             if name in DTYPES and not self.is_punct("("):
                 if dtype is not None:
@@ -260,7 +271,7 @@ class _Parser:
             fill = self.fill(part)
             if fill is None:
                 known = ", ".join(sorted(set(DTYPES.values())))
-                raise self.fail(f"unknown dtype {part.text!r}", f"one of {known} (form {INPUT_FORM}), "
+                raise self.fail(f"unknown dtype {shown(part.text, 20)}", f"one of {known} (form {INPUT_FORM}), "
                                 f"or a fill: {FILL_FORM}")
         if dtype is None:
             dtype = "int64" if fill is not None and fill.kind == "randint" else "float32"
@@ -275,14 +286,17 @@ class _Parser:
                 if not part:
                     what = "an empty dimension"
                 elif any(c.isdigit() for c in part) and not any(c.isdigit() and c.isascii() for c in part):
-                    what = f"{part!r}, not a whole number in ASCII digits 0-9"
+                    what = f"{shown(part, 20)}, not a whole number in ASCII digits 0-9"
                 else:
-                    what = f"{part!r}, not a whole number"
+                    what = f"{shown(part, 20)}, not a whole number"
                 raise self.fail(f"got {what}", INPUT_FORM)
             value = int(part)
             if value <= 0:
                 raise self.fail(f"dimension {value} must be a positive size", INPUT_FORM)
             dims.append(value)
+        if math.prod(dims) > MAX_DIM:
+            raise self.fail(f"the shape is too large ({math.prod(dims):.3g} elements; at most {MAX_DIM:.3g})",
+                            INPUT_FORM)
         return tuple(dims)
 
     def fill(self, word: _Token) -> Fill | None:
@@ -323,7 +337,7 @@ class _Parser:
                 return float(token.text)
             if token.text in ("True", "False"):
                 return token.text == "True"
-        raise self.fail(f"{what} takes numbers, got {token.text!r}", FILL_FORM)
+        raise self.fail(f"{what} takes numbers, got {shown(token.text, 20)}", FILL_FORM)
 
     def check_fill(self, fill: Fill | None, dtype: str) -> None:
         if fill is None:
@@ -356,12 +370,12 @@ def parse_tensor(text: str, option: str = "--input") -> InputSpec:
     if first is None:
         raise parser.fail("got an empty dimension", INPUT_FORM)
     if first.kind != "word":
-        raise parser.fail(f"expected one tensor shape, got {first.text!r}", INPUT_FORM)
+        raise parser.fail(f"expected one tensor shape, got {shown(first.text, 20)}", INPUT_FORM)
     parser.pos += 1
     spec = parser.tensor(first)
     extra = parser.peek()
     if extra is not None:
-        raise parser.fail(f"unexpected {extra.text!r} after the shape", INPUT_FORM)
+        raise parser.fail(f"unexpected {shown(extra.text, 20)} after the shape", INPUT_FORM)
     return spec
 
 

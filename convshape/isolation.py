@@ -2,11 +2,11 @@
 
 * :func:`stand_in` makes a copy of a model's structure whose tensors live on another device (meta: no
   values at all), so tracing "on meta" never moves or empties the caller's model.
-* :class:`Preserved` runs a model in place and puts back what a forward pass may change: training flags,
-  buffers written in place, the global random state.
-* :class:`Guarded` holds the process-wide state a model's code can reach for the length of a load or a
-  trace: ``os._exit`` raises :class:`ModelExit` instead of killing the process, warnings filters and
-  ``sys.path`` come back as they were, torch.compile'd code runs eagerly (so Dynamo never traces
+* :class:`Preserved` runs a model in place and puts back what a forward pass may change: training flags
+  and buffers written in place.
+* :func:`guarded` holds the process-wide state a model's code can reach for the length of a load or a
+  trace: ``os._exit`` raises :class:`ModelExit` instead of killing the process; the global random state,
+  warnings filters and ``sys.path`` come back as they were; torch.compile'd code runs eagerly (so Dynamo never traces
   convshape's hooks), and a pass stops with :class:`TimedOut` after ``timeout`` seconds.
 """
 
@@ -93,8 +93,8 @@ def stand_in(model: nn.Module, device: torch.device) -> nn.Module:
 
 class Preserved:
     """Run a model in place and restore what a forward pass may change (training flags, buffers written in
-    place, the global random state). Parameters a forward changes in place cannot be restored: they are
-    listed in ``changed`` so the caller can say so."""
+    place; :func:`guarded` restores the random state). Parameters a forward changes in place cannot be
+    restored: they are listed in ``changed`` so the caller can say so."""
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
@@ -113,8 +113,6 @@ class Preserved:
             self._buffers.append((b, saved, b._version))
         self._params = [(name, p, p._version) for name, p in model.named_parameters()
                         if not isinstance(p, UninitializedParameter)]
-        self._rng = torch.get_rng_state()
-        self._cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -127,9 +125,6 @@ class Preserved:
                 if saved is not None and (buffer._version != version or not torch.equal(buffer, saved)):
                     buffer.copy_(saved)
         self.changed = [name for name, p, version in self._params if p._version != version]
-        torch.set_rng_state(self._rng)
-        if self._cuda_rng is not None:
-            torch.cuda.set_rng_state_all(self._cuda_rng)
 
 
 def _exit_instead(code: int = 0) -> NoReturn:
@@ -176,31 +171,33 @@ _active = threading.local()
 
 
 @contextmanager
-def guarded(timeout: float | None = None, path: str | None = None) -> Iterator[None]:
+def guarded(timeout: float | None = None) -> Iterator[None]:
     """Hold the process-wide state a model's code can reach, for one load or trace (see the module docstring).
 
-    ``path``, the model's directory, is first on ``sys.path`` meanwhile, as ``python file.py`` would have it.
-    Nested use is a no-op: the outermost guard (the CLI's, around load and trace) sets the limits.
+    ``sys.path`` comes back as it was: the loader puts the model's directory first, as ``python file.py``
+    would have it, for the length of the load and the trace. Nested use is a no-op: the outermost guard
+    (the CLI's, around load and trace) sets the limits.
     """
     if getattr(_active, "on", False):
         yield
         return
     _active.on = True
     try:
-        with _guard(timeout, path):
+        with _guard(timeout):
             yield
     finally:
         _active.on = False
 
 
 @contextmanager
-def _guard(timeout: float | None, path: str | None) -> Iterator[None]:
+def _guard(timeout: float | None) -> Iterator[None]:
     saved_path = list(sys.path)
     saved_exit = os._exit
     with ExitStack() as stack:
         stack.enter_context(warnings.catch_warnings())
-        if path is not None and (not sys.path or sys.path[0] != path):
-            sys.path.insert(0, path)
+        # the global random state: a lazy layer's initialization or a forward's torch.rand must not move it
+        cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+        stack.enter_context(torch.random.fork_rng(devices=cuda))
         os._exit = _exit_instead  # type: ignore[assignment]
         try:
             stack.enter_context(_eager_compiled_code())

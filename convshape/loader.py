@@ -172,6 +172,9 @@ def _import_file(ref: ModelRef) -> tuple[ModuleType, tuple[str, ...]]:
         spec.loader.exec_module(module)
     except SyntaxError as e:
         sys.modules.pop(mod_name, None)
+        if "null bytes" in e.msg:
+            raise LoadError(f"{os.path.basename(path)} contains NUL bytes: it is not a Python source file "
+                            "(expected a .py file defining an nn.Module)") from e
         where = os.path.basename(e.filename or path) + (f":{e.lineno}" if e.lineno else "")
         text = (e.text or "").rstrip().replace("\0", "")
         raise LoadError(f"syntax error in {where}: {e.msg}" + (f"\n    {text}" if text else "")) from e

@@ -86,6 +86,15 @@ class ModelRef:
         return self.target + (f":{self.name}" if self.name else "")
 
 
+MAX_DIM = 2**62  # far past any real tensor; keeps every size product an exact int64
+_WHOLE = re.compile(r"-?[0-9]+")  # ASCII digits only: str.isdigit() also accepts "²" and "６"
+
+
+def shown(text: str, limit: int = 60) -> str:
+    """User text quoted for a message, cut to ``limit`` characters: an error never echoes a wall of text."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text):,} characters)"
+
+
 def parse_input(text: str) -> InputSpec:
     """Parse one tensor, ``64x784``, ``2x16:int64`` or ``1x8:int64:ones``, into an :class:`InputSpec`.
 
@@ -142,15 +151,15 @@ def parse_kwargs(items: list[str] | None) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key.isidentifier():
             raise InputSpecError(
-                f"--arg {item!r}: expected key=value with a Python literal value, "
+                f"--arg {shown(item)}: expected key=value with a Python literal value, "
                 "e.g. --arg num_classes=10 --arg widths='[16, 32]'"
             )
         try:
             out[key] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             if not value.strip().isidentifier():
                 raise InputSpecError(
-                    f"--arg {item!r}: {value!r} is not a Python literal; expected e.g. 10, 0.5, "
+                    f"--arg {shown(item)}: {shown(value, 30)} is not a Python literal; expected e.g. 10, 0.5, "
                     "'[16, 32]', True, or a bare word for a string"
                 ) from None
             out[key] = value.strip()
@@ -162,4 +171,4 @@ def parse_device(text: str) -> str:
     value = text.strip().lower()
     if value in DEVICES or re.fullmatch(r"cuda:\d+", value):
         return value
-    raise InputSpecError(f"--device {text!r}: expected one of {', '.join(DEVICES)} (or cuda:N)")
+    raise InputSpecError(f"--device {shown(text)}: expected one of {', '.join(DEVICES)} (or cuda:N)")
