@@ -83,8 +83,9 @@ def _check_fields(config_cls: type, fields: dict[str, Any], label: str) -> None:
 
 
 def config_factory(obj: type, kwargs: dict[str, Any], config_path: str | None,
-                   label: str) -> Callable[[], Any]:
-    """A function building ``obj`` from its config: the config is checked now, the model built later."""
+                   label: str) -> tuple[Callable[[], Any], type]:
+    """A function building ``obj`` from its config (the config is made and checked now, the model built
+    later), and the class it builds (an ``AutoModel*``'s choice for the config): its forward is known."""
     fields = read_config_file(config_path) if config_path else {}
     if is_auto(obj):
         return _auto_factory(obj, fields, kwargs, label)
@@ -100,10 +101,11 @@ def config_factory(obj: type, kwargs: dict[str, Any], config_path: str | None,
     except Exception as e:
         raise LoadError(f"building {config_cls.__name__} for {label} raised {type(e).__name__}: "
                         f"{str(e).splitlines()[0][:300] if str(e) else ''}") from e
-    return lambda: obj(config)
+    return (lambda: obj(config)), obj
 
 
-def _auto_factory(obj: type, file_fields: dict[str, Any], kwargs: dict[str, Any], label: str) -> Callable[[], Any]:
+def _auto_factory(obj: type, file_fields: dict[str, Any], kwargs: dict[str, Any],
+                  label: str) -> tuple[Callable[[], Any], type]:
     from transformers import AutoConfig
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
@@ -127,4 +129,4 @@ def _auto_factory(obj: type, file_fields: dict[str, Any], kwargs: dict[str, Any]
         names = sorted({c.model_type for c in obj._model_mapping if hasattr(c, "model_type")})
         raise LoadError(f"{label} has no model for model_type {model_type!r}; it has: "
                         f"{', '.join(names[:20])}{', ...' if len(names) > 20 else ''}")
-    return lambda: obj.from_config(config)
+    return (lambda: obj.from_config(config)), obj._model_mapping[type(config)]

@@ -276,8 +276,8 @@ def resolve(ref: ModelRef) -> ModelSource:
                         "not an nn.Module subclass, instance or factory")
     elif hf.takes_config(obj):  # Hugging Face's convention: built from a config object, --arg goes into it
         label = hf.labelled(label, ref.kwargs, ref.config)
-        return ModelSource(hf.config_factory(obj, ref.kwargs, ref.config, label), {}, label, how, notes,
-                           model_class=None if hf.is_auto(obj) else obj)
+        factory, built_class = hf.config_factory(obj, ref.kwargs, ref.config, label)
+        return ModelSource(factory, {}, label, how, notes, model_class=built_class)
     else:
         _check_signature(obj, ref.kwargs, label)
     if ref.config is not None:

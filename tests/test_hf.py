@@ -125,8 +125,16 @@ def test_model_type_in_the_header() -> None:
      "error: --config no/such/config.json: file not found"),
     (["transformers:BertModel", "-a", "vocab_size=100", "-i", "input_idz=1x8:int64"],
      "error: --input input_idz=...: BertModel.forward has no argument named 'input_idz'; did you mean input_ids"),
+    (["transformers:AutoModel", "-a", "model_type=bert", "-i", "input_idz=1x8:int64"],  # AutoModel's choice: known
+     "error: --input input_idz=...: BertModel.forward has no argument named 'input_idz'; did you mean input_ids"),
 ])
-def test_hf_errors(argv: list[str], start: str) -> None:
+def test_hf_errors(argv: list[str], start: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from convshape import loader
+
+    def no_build(*a: Any, **k: Any) -> None:
+        raise AssertionError("a model was built before its config and inputs were checked")
+
+    monkeypatch.setattr(loader, "_build", no_build)
     result = run("trace", *argv)
     assert result.exit_code == 2
     assert err_of(result).startswith(start), err_of(result)
