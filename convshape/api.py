@@ -6,10 +6,12 @@ A thin facade over the run stage (:mod:`convshape.run`): it returns plain data, 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
-from .errors import TraceError
+from .errors import InputSpecError, TraceError
 from .fc import fc_report
 from .inputs import InputLike
 from .params import param_report
@@ -23,11 +25,25 @@ def _options(device: str | torch.device | None, **kw: object) -> RunOptions:
     return RunOptions(device=wanted, **kw)  # type: ignore[arg-type]
 
 
+def _forward_kwargs(kwargs: dict[str, Any], forward_kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    both = sorted(set(kwargs) & set(forward_kwargs or {}))
+    if both:
+        raise InputSpecError(f"forward argument {both[0]!r} is given twice: as a keyword and in forward_kwargs")
+    return {**kwargs, **(forward_kwargs or {})}
+
+
 def trace_model(model: nn.Module, *inputs: InputLike, device: str | torch.device | None = None,
-                label: str | None = None, costs: bool = False, timeout: float | None = DEFAULT_TIMEOUT) -> Trace:
+                label: str | None = None, costs: bool = False, timeout: float | None = DEFAULT_TIMEOUT,
+                train: bool = False, forward_kwargs: dict[str, Any] | None = None, **kwargs: InputLike) -> Trace:
     """Run one forward pass of ``model`` with hooks and return every call as plain data.
 
-    Each input is a shape string (``"64x784"``, ``"2x16:int64"``), a tuple of ints, or a tensor.
+    Each input is a shape string (``"64x784"``, ``"2x16:int64:randint(1000)"``, or any form of the
+    ``--input`` language: ``"[3x320x320, 3x240x320]"``), a tuple of ints, a tensor, a list, tuple or dict
+    of those, nested, or a plain value (a number, None, a bool; ``convshape.Value(x)`` passes ``x`` as it
+    is: a string, a tuple of ints). Other keyword arguments go to ``forward`` by name
+    (``attention_mask="1x8:int64:ones"``); one named like an option of this function goes in
+    ``forward_kwargs`` (``forward_kwargs={"device": "1x8"}``). ``train=True`` runs the pass in training
+    mode (the model's flags and buffers, BatchNorm's running statistics among them, come back as they were).
     ``device`` defaults to where the model's parameters are; naming another device (``"meta"`` traces
     without allocating any weights) traces a stand-in copy there. Either way the caller's model is left
     exactly as it was: parameters, buffers, device, training flags, requires_grad, hooks, and the global
@@ -39,7 +55,8 @@ def trace_model(model: nn.Module, *inputs: InputLike, device: str | torch.device
     holds the rows recorded up to the failure and a diagnosis in ``trace.error``, and the original
     exception is chained as ``__cause__``.
     """
-    trace, exception = trace_module(model, inputs, _options(device, costs=costs, timeout=timeout), label)
+    trace, exception = trace_module(model, inputs, _options(device, costs=costs, timeout=timeout, train=train),
+                                    label, kwargs=_forward_kwargs(kwargs, forward_kwargs))
     if trace.error is not None:
         raise TraceError(trace.error.summary, trace) from exception
     return trace
@@ -51,13 +68,14 @@ def parameters(model: nn.Module, label: str | None = None) -> ParamReport:
 
 
 def fc_size(model: nn.Module, *inputs: InputLike, device: str | torch.device | None = None,
-            layer: str | None = None, label: str | None = None,
-            timeout: float | None = DEFAULT_TIMEOUT) -> FcReport:
+            layer: str | None = None, label: str | None = None, timeout: float | None = DEFAULT_TIMEOUT,
+            forward_kwargs: dict[str, Any] | None = None, **kwargs: InputLike) -> FcReport:
     """The in_features every Linear reached in the forward pass needs, and the fix for wrong ones.
 
     Each mismatching Linear returns an output of its declared size instead of failing, so one run
     answers for every Linear even when the model as written stops at the first wrong one. A model that
     fails elsewhere still reports the Linear layers reached before the failure (``report.error``).
     """
-    trace, _ = trace_module(model, inputs, _options(device, repair_linear=True, timeout=timeout), label)
+    trace, _ = trace_module(model, inputs, _options(device, repair_linear=True, timeout=timeout), label,
+                            kwargs=_forward_kwargs(kwargs, forward_kwargs))
     return fc_report(trace, layer)

@@ -22,6 +22,7 @@ from rich.text import Text
 
 from . import __version__
 from .errors import ConvshapeError, TraceError
+from .inputlang import parse_inputs
 from .spec import check_model_file, parse_device, parse_input, parse_kwargs, parse_model_ref
 
 if TYPE_CHECKING:
@@ -56,7 +57,12 @@ ModelArg = Annotated[str, typer.Argument(
     metavar="MODEL",
     show_default=False)]
 InputOpt = Annotated[list[str], typer.Option(
-    "--input", "-i", help="Shape of one forward argument, e.g. 64x784 or 2x16:int64; repeat per argument.",
+    "--input", "-i", help="One forward argument, repeated per argument: 64x784, 2x16:int64:randint(30522), "
+    "attention_mask=1x16:int64:ones, '[3x320x320, 3x240x320]', '{\"image\": 1x3x8x8}', 0.5, int(5), "
+    "\"'text'\", None (README: The --input language).",
+    show_default=False)]
+ConfigOpt = Annotated[str | None, typer.Option(
+    "--config", help="A local config.json for a class built from a config (Hugging Face: BertModel, AutoModel).",
     show_default=False)]
 ArgOpt = Annotated[list[str], typer.Option(
     "--arg", "-a", help="Constructor/factory keyword argument key=value (a Python literal); repeatable.",
@@ -164,10 +170,11 @@ def _emit(renderable: Any, fmt: Format, ascii_only: bool = False) -> None:
 
 
 @contextlib.contextmanager
-def _model_session(model: str, args: list[str] | None, timeout: float) -> Iterator[ModelSource]:
+def _model_session(model: str, args: list[str] | None, timeout: float,
+                   config: str | None = None) -> Iterator[ModelSource]:
     """Load the model and keep it loaded for one run: the model's directory on sys.path, its exits and
     hangs caught (--timeout), and whatever it prints sent to stderr, so stdout holds convshape's output."""
-    ref = parse_model_ref(model, parse_kwargs(args))
+    ref = parse_model_ref(model, parse_kwargs(args), config)
     check_model_file(ref)  # a wrong path answers before torch is imported
     from .isolation import guarded
     from .loader import resolve
@@ -177,12 +184,12 @@ def _model_session(model: str, args: list[str] | None, timeout: float) -> Iterat
 
 
 def _traced(model: str, inputs: list[str] | None, args: list[str] | None, device: str, timeout: float,
-            **options: Any) -> tuple[ModelSource, Ran]:
+            config: str | None = None, **options: Any) -> tuple[ModelSource, Ran]:
     """Parse, load and trace. A failing forward pass still gives its partial trace (``trace.error`` set);
     any other ConvshapeError propagates."""
-    specs = [parse_input(i) for i in inputs or []]
+    specs = parse_inputs(inputs or [])
     dev = parse_device(device)
-    with _model_session(model, args, timeout) as source:
+    with _model_session(model, args, timeout, config) as source:
         from .run import RunOptions, trace_source  # torch from here on: every argument was checked first
 
         return source, trace_source(source, specs, RunOptions(device=dev, timeout=timeout or None, **options))
@@ -213,12 +220,15 @@ def trace(
         "--costs", help="Count MACs/FLOPs per row from the ops executed, and show output memory.")] = False,
     fmt: FormatOpt = Format.table,
     device: DeviceOpt = "auto",
+    config: ConfigOpt = None,
+    train: Annotated[bool, typer.Option(
+        "--train", help="Trace in training mode (the model's flags and buffers are as they were afterwards).")] = False,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     ascii_only: AsciiOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Every layer and functional op, in call order, with input and output shapes."""
-    _, (result, exception) = _traced(model, inputs, args, device, timeout, costs=costs)
+    _, (result, exception) = _traced(model, inputs, args, device, timeout, config, costs=costs, train=train)
     _emit(_trace_out(result, fmt, depth, not no_functions, explain, costs), fmt, ascii_only)
     _exit_for(result, exception, debug)
 
@@ -240,15 +250,21 @@ def params(
     explain: Annotated[bool, typer.Option(
         "--explain", help="Show the formula behind each count, with the layer's numbers.")] = False,
     fmt: FormatOpt = Format.table,
+    device: Annotated[str, typer.Option(
+        "--device", "-d", help="auto (meta; the cpu for a model that pins its tensors to a device when built), "
+                               "meta or cpu.")] = "auto",
+    config: ConfigOpt = None,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     ascii_only: AsciiOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Parameter tensors, counts, trainable/frozen and totals (no weights are allocated)."""
-    with _model_session(model, args, timeout) as source:
+    dev = parse_device(device)
+    with _model_session(model, args, timeout, config) as source:
         from .api import parameters
 
-        report = parameters(source.build("meta"), source.label)
+        built = source.build_meta_or_cpu()[0] if dev == "auto" else source.build(dev, skip_init=True)
+        report = parameters(built, source.label)
     from .render.json import to_json
     from .render.table import params_table
 
@@ -264,13 +280,14 @@ def fc_size(
     layer: Annotated[str | None, typer.Option("--layer", "-l", help="Answer for this Linear only.")] = None,
     fmt: FormatOpt = Format.table,
     device: DeviceOpt = "auto",
+    config: ConfigOpt = None,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     ascii_only: AsciiOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """The in_features each nn.Linear needs after the layers before it, and the fix."""
     # a model failing elsewhere than a Linear still reports the Linear layers reached before it
-    _, (traced, exception) = _traced(model, inputs, args, device, timeout, repair_linear=True)
+    _, (traced, exception) = _traced(model, inputs, args, device, timeout, config, repair_linear=True)
     from .fc import fc_report
 
     report = fc_report(traced)
@@ -298,20 +315,21 @@ def annotate(
     submodules: Annotated[bool, typer.Option(
         "--all", help="Also annotate the forwards of your own submodule classes.")] = False,
     device: DeviceOpt = "auto",
+    config: ConfigOpt = None,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     ascii_only: AsciiOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Print the model's forward source with each line's shape as a trailing comment."""
-    specs = [parse_input(i) for i in inputs or []]
+    specs = parse_inputs(inputs or [])
     dev = parse_device(device)
-    with _model_session(model, args, timeout) as source:
+    with _model_session(model, args, timeout, config) as source:
         from .annotate import annotate as annotate_forward
         from .run import RunOptions, trace_source
 
         traced, exception = trace_source(source, specs, RunOptions(device=dev, timeout=timeout or None))
         # annotate reads the module tree only (names, classes): a fresh meta build is enough
-        built = source.obj if source.is_instance else source.build("meta")
+        built = source.obj if source.is_instance else source.build_meta_or_cpu()[0]
         blocks = annotate_forward(built, traced, submodules)
     if traced.error is not None:
         _say_error(traced.error.summary, " (the lines before it are annotated)")

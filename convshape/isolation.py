@@ -125,7 +125,8 @@ class Preserved:
             module.training = training
         with torch.no_grad():
             for buffer, saved, version in self._buffers:
-                if saved is not None and buffer._version != version:
+                # BatchNorm's kernel updates its running statistics in training mode without bumping _version
+                if saved is not None and (buffer._version != version or not torch.equal(buffer, saved)):
                     buffer.copy_(saved)
         changed = {id(p) for _, _, p, version in self._params if p._version != version}
         if changed:
@@ -146,7 +147,8 @@ def _timed_out(seconds: float) -> Any:
 @contextmanager
 def _alarm(seconds: float | None) -> Iterator[None]:
     """Raise :class:`TimedOut` in the main thread after ``seconds`` (no limit elsewhere, or when None)."""
-    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer") \
+            or signal.getitimer(signal.ITIMER_REAL)[0] > 0:  # the caller's own alarm is running: leave it be
         yield
         return
     previous = signal.signal(signal.SIGALRM, _timed_out(seconds))

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import hf
 from .errors import ConvshapeError, LoadError, RunTimeout, safe_str
 from .isolation import ModelExit, TimedOut
 from .paths import user_frame_summary, user_where
@@ -35,6 +36,7 @@ class ModelSource:
     label: str  # "mnist_net.py:M"
     how: str  # "M, the only nn.Module subclass defined in mnist_net.py"
     notes: tuple[str, ...] = ()  # what the loader did that the user should know (a shadowed stdlib module)
+    model_class: Any = None  # the class a config factory builds: its forward's signature is known before building
 
     @property
     def is_instance(self) -> bool:
@@ -47,6 +49,20 @@ class ModelSource:
         such as ``normal_`` would be the process's first meta op, which costs about a second.
         """
         return _build(self.obj, self.kwargs, self.label, device, skip_init or device == "meta")
+
+    def build_meta_or_cpu(self) -> tuple[nn.Module, str | None]:
+        """Build on meta; a model that cannot be built there (one that pins tensors to a device in
+        ``__init__``: ``.to("cpu")``, ``torch.zeros(..., device="cpu")``) is built on the cpu, with a note."""
+        try:
+            return self.build("meta"), None
+        except LoadError as e:
+            reason = safe_str(e).splitlines()[0].removeprefix(f"building {self.label} raised ")[:160]
+        import warnings
+
+        with warnings.catch_warnings():  # the meta build already showed the user any warning their code gives
+            warnings.simplefilter("ignore")
+            model = self.build("cpu", skip_init=True)
+        return model, f"it could not be built on meta ({reason}); built on cpu"
 
 
 _INIT_FUNCTIONS = (
@@ -258,9 +274,16 @@ def resolve(ref: ModelRef) -> ModelSource:
     elif not callable(obj):
         raise LoadError(f"{label} is a value of type {type(obj).__name__}, "
                         "not an nn.Module subclass, instance or factory")
+    elif hf.takes_config(obj):  # Hugging Face's convention: built from a config object, --arg goes into it
+        label = hf.labelled(label, ref.kwargs, ref.config)
+        factory, built_class = hf.config_factory(obj, ref.kwargs, ref.config, label)
+        return ModelSource(factory, {}, label, how, notes, model_class=built_class)
     else:
         _check_signature(obj, ref.kwargs, label)
-    return ModelSource(obj, dict(ref.kwargs), label, how, notes)
+    if ref.config is not None:
+        raise LoadError(f"--config applies to classes built from a config object (a config_class, as "
+                        f"Hugging Face models have); {label} is not one: pass --arg key=value instead")
+    return ModelSource(obj, dict(ref.kwargs), hf.labelled(label, ref.kwargs), how, notes)
 
 
 def _build(obj: Any, kwargs: dict[str, Any], label: str, device: str | None, skip_init: bool) -> nn.Module:

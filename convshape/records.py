@@ -33,9 +33,13 @@ def _lists(value: Any) -> Any:
 class TensorInfo:
     shape: Shape
     dtype: str
+    name: str | None = None  # a keyword input's name and path: "attention_mask", "batch['image']"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"shape": list(self.shape), "dtype": self.dtype}
+        out: dict[str, Any] = {"shape": list(self.shape), "dtype": self.dtype}
+        if self.name is not None:
+            out["name"] = self.name
+        return out
 
 
 class Row(NamedTuple):

@@ -28,20 +28,21 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
+from .arity import check_inputs
 from .errors import ConvshapeError, InputSpecError, LoadError, safe_str
 from .failure import describe
-from .inputs import InputLike, check_arity, input_bytes, make_inputs, model_device, to_spec
+from .inputlang import Inputs
+from .inputs import InputLike, as_inputs, input_bytes, make_inputs, model_device
 from .isolation import Preserved, guarded, stand_in
 from .loader import ModelSource
 from .params import totals_of
 from .records import Trace
-from .spec import InputSpec
 from .text import si_bytes
 from .tracer import MAX_ROWS, Recorder, raised_by_convshape
 
@@ -61,6 +62,7 @@ class RunOptions:
     costs: bool = False
     timeout: float | None = DEFAULT_TIMEOUT
     max_rows: int = MAX_ROWS
+    train: bool = False  # run in training mode (a model traced in place gets its flags and buffers back)
 
 
 class Ran(NamedTuple):
@@ -116,10 +118,16 @@ def _seeded() -> Iterator[None]:
         yield
 
 
-def _one_pass(model: nn.Module, specs: Sequence[InputSpec | torch.Tensor], device: torch.device,
+def _check(target: Any, given: Inputs, unbound: bool = False) -> None:
+    """The inputs against ``forward``'s signature (of a class: before anything is built)."""
+    owner = target.__name__ if unbound else type(target).__name__
+    check_inputs(target, owner, len(given.args), given.kwargs, unbound=unbound)
+
+
+def _one_pass(model: nn.Module, given: Inputs, device: torch.device,
               options: RunOptions, label: str, notes: Sequence[str] = (), in_place: bool = False) -> Ran:
     """Make the inputs, run the model once with the recorder, and word a failure if there was one."""
-    tensors, infos = make_inputs(specs, device)
+    args, kwargs, tensors, infos = make_inputs(given, device)
     recorder = Recorder(model, repair_linear=options.repair_linear, max_rows=options.max_rows,
                         costs=options.costs)
     recorder.input_ids.update(id(t) for t in tensors)
@@ -129,12 +137,12 @@ def _one_pass(model: nn.Module, specs: Sequence[InputSpec | torch.Tensor], devic
     collecting = gc.isenabled()
     with guarded(options.timeout), kept if kept is not None else nullcontext():
         try:
-            model.eval()
+            model.train(options.train)
             # The pass makes many small objects and no cycles worth collecting; the cyclic collector would
             # rescan torch's large heap for them (measured: about 3% of a 70B meta trace).
             gc.disable()
             with torch.no_grad(), placement, recorder:  # the recorder's mode sits on top of the device's
-                model(*tensors)
+                model(*args, **kwargs)
         except KeyboardInterrupt:
             raise
         except BaseException as e:  # the user's model stopped: keep what was traced, say why
@@ -158,11 +166,13 @@ def _one_pass(model: nn.Module, specs: Sequence[InputSpec | torch.Tensor], devic
     return Ran(trace, stop.exception if stop is not None else None)
 
 
-def trace_module(model: nn.Module, inputs: Sequence[InputLike], options: RunOptions = RunOptions(),
-                 label: str | None = None, notes: Sequence[str] = ()) -> Ran:
-    """Trace a built module, never changing it: in place on its own device, else a stand-in on the one named."""
-    specs = [to_spec(v) for v in inputs]
-    check_arity(model, len(specs))
+def trace_module(model: nn.Module, inputs: Sequence[InputLike] | Inputs, options: RunOptions = RunOptions(),
+                 label: str | None = None, notes: Sequence[str] = (), kwargs: dict[str, Any] | None = None) -> Ran:
+    """Trace a built module, never changing it: in place on its own device, else a stand-in on the one named.
+
+    ``inputs`` are the positional inputs (or a parsed :class:`Inputs`), ``kwargs`` the keyword ones."""
+    specs = as_inputs(inputs, kwargs)
+    _check(model, specs)
     home = model_device(model, specs)
     target = home if options.device == "auto" else torch.device(options.device)
     check_device(target)
@@ -192,20 +202,22 @@ def _meta_fallback_reason(ran: Ran) -> str | None:
     return f"{failure.error_type}: {failure.message.splitlines()[0][:160]}{where}"
 
 
-def trace_source(source: ModelSource, inputs: Sequence[InputLike], options: RunOptions = RunOptions()) -> Ran:
+def trace_source(source: ModelSource, inputs: Sequence[InputLike] | Inputs, options: RunOptions = RunOptions(),
+                 kwargs: dict[str, Any] | None = None) -> Ran:
     """Build the model of ``source`` where ``options.device`` says (see the module docstring) and trace it."""
-    specs = [to_spec(v) for v in inputs]
+    specs = as_inputs(inputs, kwargs)
     notes = list(source.notes)
     if source.is_instance:
         return trace_module(source.obj, specs, options, source.label, notes)
-    if isinstance(source.obj, type):
-        check_arity(source.obj, len(specs))  # before anything is built
+    known = source.model_class or (source.obj if isinstance(source.obj, type) else None)
+    if known is not None:
+        _check(known, specs, unbound=True)  # before anything is built
     if options.device != "auto":
         device = torch.device(options.device)
         check_device(device)
         with _seeded() if device.type != "meta" else nullcontext():
             model = source.build(options.device)
-            check_arity(model, len(specs))
+            _check(model, specs)
             return _one_pass(model, specs, device, options, source.label, notes)
 
     try:
@@ -215,9 +227,9 @@ def trace_source(source: ModelSource, inputs: Sequence[InputLike], options: RunO
         notes.append(f"it could not be built on meta ({safe_str(e).splitlines()[0][:160]}); built on cpu")
         with _seeded():
             model = _quiet_build(source, "cpu")
-            check_arity(model, len(specs))
+            _check(model, specs)
             return _one_pass(model, specs, torch.device("cpu"), options, source.label, notes)
-    check_arity(meta_model, len(specs))
+    _check(meta_model, specs)
     weights, data = state_bytes(meta_model), input_bytes(specs)
     if weights <= SMALL_MODEL_BYTES and data <= SMALL_INPUT_BYTES:
         del meta_model

@@ -6,7 +6,6 @@ Nothing here imports torch, so argument errors answer fast.
 from __future__ import annotations
 
 import ast
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,14 +33,43 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
 @dataclass(frozen=True)
+class Fill:
+    """How an input tensor's values are made: ``const`` (``args`` = the value), ``randint`` (``args`` =
+    low, high: torch.randint's half-open range), ``randn`` or ``rand``. See :mod:`convshape.inputlang`."""
+
+    kind: str
+    args: tuple[float | int | bool, ...] = ()
+
+    def __str__(self) -> str:
+        if self.kind == "const":
+            value = self.args[0]
+            if not isinstance(value, bool) and value in (0, 1):
+                return "zeros" if value == 0 else "ones"
+            return f"fill({value})"
+        if self.kind == "randint":
+            return f"randint({self.args[0]}, {self.args[1]})"
+        return self.kind
+
+
+@dataclass(frozen=True)
 class InputSpec:
-    """One positional forward argument: its shape and torch dtype name."""
+    """One input tensor: its shape, torch dtype name and how its values are made (None: the dtype's default)."""
 
     shape: tuple[int, ...]
     dtype: str = "float32"
+    fill: Fill | None = None
 
     def __str__(self) -> str:
-        return "x".join(map(str, self.shape)) + ("" if self.dtype == "float32" else f":{self.dtype}")
+        text = "x".join(map(str, self.shape)) + ("" if self.dtype == "float32" else f":{self.dtype}")
+        return text + (f":{self.fill}" if self.fill is not None else "")
+
+
+@dataclass(frozen=True)
+class Value:
+    """A plain value for ``forward``, passed as it is: ``Value((4, 4))`` is the tuple, not a shape, and
+    ``Value("1x8")`` is the string, not parsed as an input."""
+
+    value: Any
 
 
 @dataclass(frozen=True)
@@ -52,6 +80,7 @@ class ModelRef:
     name: str | None = None
     is_file: bool = True
     kwargs: dict[str, Any] = field(default_factory=dict)
+    config: str | None = None  # --config: a local config.json for a class built from a config object
 
     def __str__(self) -> str:
         return self.target + (f":{self.name}" if self.name else "")
@@ -67,41 +96,16 @@ def shown(text: str, limit: int = 60) -> str:
 
 
 def parse_input(text: str) -> InputSpec:
-    """Parse ``64x784`` or ``2x16:int64`` into an :class:`InputSpec`."""
-    raw = text.strip()
-    shape_part, sep, dtype_text = raw.partition(":")
-    dtype = "float32"
-    if sep:
-        key = dtype_text.strip().removeprefix("torch.")
-        if not key:
-            raise InputSpecError(f"--input {shown(text)}: empty dtype after ':'; expected {INPUT_FORM}")
-        if key not in DTYPES:
-            known = ", ".join(sorted(set(DTYPES.values())))
-            raise InputSpecError(
-                f"--input {shown(text)}: unknown dtype {shown(dtype_text, 20)}; expected one of {known} "
-                f"(form {INPUT_FORM})"
-            )
-        dtype = DTYPES[key]
-    parts = shape_part.lower().replace("×", "x").replace(",", "x").split("x")
-    dims: list[int] = []
-    for part in parts:
-        part = part.strip()
-        if not _WHOLE.fullmatch(part):
-            what = "an empty dimension" if not part else f"{shown(part, 20)}, not a whole number"
-            raise InputSpecError(f"--input {shown(text)}: got {what}; expected {INPUT_FORM}")
-        value = int(part)
-        if value <= 0:
-            raise InputSpecError(
-                f"--input {shown(text)}: dimension {value} must be a positive size; expected {INPUT_FORM}"
-            )
-        dims.append(value)
-    if math.prod(dims) > MAX_DIM:
-        raise InputSpecError(f"--input {shown(text)}: the shape is too large ({math.prod(dims):.3g} elements; "
-                             f"at most {MAX_DIM:.3g}); expected {INPUT_FORM}")
-    return InputSpec(tuple(dims), dtype)
+    """Parse one tensor, ``64x784``, ``2x16:int64`` or ``1x8:int64:ones``, into an :class:`InputSpec`.
+
+    The whole ``--input`` language (keywords, containers, plain values) is :mod:`convshape.inputlang`.
+    """
+    from .inputlang import parse_tensor
+
+    return parse_tensor(text)
 
 
-def parse_model_ref(text: str, kwargs: dict[str, Any] | None = None) -> ModelRef:
+def parse_model_ref(text: str, kwargs: dict[str, Any] | None = None, config: str | None = None) -> ModelRef:
     """Parse ``path/file.py``, ``path/file.py:Name`` or ``package.module:Name``."""
     raw = text.strip()
     if not raw:
@@ -116,7 +120,7 @@ def parse_model_ref(text: str, kwargs: dict[str, Any] | None = None) -> ModelRef
             f"MODEL {text!r} is neither a .py file nor an importable module name; "
             "expected path/to/file.py[:Name] or package.module:Name"
         )
-    return ModelRef(target, name, is_file, dict(kwargs or {}))
+    return ModelRef(target, name, is_file, dict(kwargs or {}), config)
 
 
 def check_model_file(ref: ModelRef) -> None:
@@ -125,6 +129,8 @@ def check_model_file(ref: ModelRef) -> None:
 
     from .errors import LoadError
 
+    if ref.config is not None and not os.path.exists(ref.config):
+        raise LoadError(f"--config {ref.config}: file not found; expected a local config.json")
     if not ref.is_file:
         return
     path = ref.target

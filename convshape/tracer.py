@@ -187,10 +187,23 @@ def subtree_param_counts(root: nn.Module) -> dict[int, int]:
         return total
 
     if shared:
-        for module in root.modules():
-            counts[id(module)] = sum(numel(p) for p in module.parameters())
-            if any(isinstance(p, UninitializedParameter) for p in module.parameters()):
-                lazy.add(id(module))
+        # each parameter counts once toward every module on its path(s): O(parameters x depth), where summing
+        # module.parameters() per module was O(modules x subtree) (12 ms of a 250 ms GPT-2 trace)
+        by_name = dict(root.named_modules(remove_duplicate=False))
+        counted: set[tuple[int, int]] = set()
+        for module in by_name.values():
+            counts[id(module)] = 0
+        for name, p in all_params:
+            pid, n, unsized = id(p), numel(p), isinstance(p, UninitializedParameter)
+            prefix = ""
+            for part in ("", *name.split(".")[:-1]):
+                prefix = part if not prefix else f"{prefix}.{part}"
+                key = id(by_name[prefix])
+                if (key, pid) not in counted:
+                    counted.add((key, pid))
+                    counts[key] += n
+                    if unsized:
+                        lazy.add(key)
     else:
         visit(root)
     for key in lazy:
