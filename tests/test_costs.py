@@ -121,3 +121,27 @@ def test_llama_tiny_counts_attention_like_flop_counter_on_meta() -> None:
         model = llama.llama_tiny()
         reference = flop_counter_total(model, torch.zeros(1, 128, dtype=torch.int64))
     assert abs(ours - reference) <= 0.01 * reference
+
+
+def _storage_bytes(value: object, seen: dict[int, int]) -> None:
+    """Bytes of every distinct storage behind the tensors in ``value``: torch's own answer."""
+    if isinstance(value, torch.Tensor):
+        storage = value.untyped_storage()
+        seen[storage.data_ptr()] = storage.nbytes()
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            _storage_bytes(v, seen)
+
+
+@pytest.mark.parametrize("layer,inputs", [
+    (nn.MultiheadAttention(16, 2, batch_first=True), ((2, 5, 16),) * 3),
+    (nn.LSTM(10, 20, batch_first=True), ((2, 7, 10),)),
+    (nn.GRU(10, 20, batch_first=True, num_layers=2), ((3, 4, 10),)),
+])
+def test_outputs_that_view_storage_made_inside_a_layer_are_counted_once(
+        layer: nn.Module, inputs: tuple[tuple[int, ...], ...]) -> None:
+    tensors = [torch.randn(*shape) for shape in inputs]
+    seen: dict[int, int] = {}
+    with torch.no_grad():
+        _storage_bytes(layer(*tensors), seen)
+    assert convshape.trace_model(layer, *tensors).activation_bytes == sum(seen.values()) > 0
