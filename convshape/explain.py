@@ -408,6 +408,45 @@ def field_text(fields: tuple[Field, ...]) -> str:
     return ", ".join(f"{d} size {f.size} jump {f.jump} start {f.start:g}" for d, f in zip(labels, fields, strict=True))
 
 
+def _layout(rows: tuple[Row, ...], src: int | None, rank: int, depth: int = 0) -> tuple[str, ...] | None:
+    """What each dim of the tensor ``src`` made means (``N, C, H, W``), followed back through the data: a
+    model input or a conv/pool output is PyTorch's (N, C, spatial) layout; a permute or transpose moves the
+    names; anything else (a Linear, a reshape) leaves them unknown."""
+    if rank - 2 not in SPATIAL or depth > 64:
+        return None
+    default = ("N", "C", *SPATIAL[rank - 2])
+    if src is None:
+        return default
+    row = rows[src]
+    if not row.output_shapes or len(row.output_shapes[0]) != rank:
+        return None
+    if window_of(row) is not None:
+        return default
+    before = row.inputs_from[0] if row.inputs_from else None
+    if row.kind == "function" and row.name in ("permute", "transpose", "swapaxes", "swapdims") and row.input_shapes:
+        names = _layout(rows, before, len(row.input_shapes[0]), depth + 1)
+        args = list(row.attrs.get("args", []))[1:]
+        if names is None:
+            return None
+        if row.name == "permute":
+            dims = args[0] if len(args) == 1 and isinstance(args[0], list) else args
+            dims = row.attrs.get("kwargs", {}).get("dims", dims)
+            if not isinstance(dims, list) or len(dims) != rank or not all(isinstance(d, int) for d in dims):
+                return None
+            return tuple(names[d % rank] for d in dims)
+        dims = [row.attrs.get("kwargs", {}).get(k, v) for k, v in zip(("dim0", "dim1"), args[:2], strict=False)]
+        if len(dims) != 2 or not all(isinstance(d, int) for d in dims):
+            return None
+        swapped = list(names)
+        a, b = dims[0] % rank, dims[1] % rank
+        swapped[a], swapped[b] = swapped[b], swapped[a]
+        return tuple(swapped)
+    passes = (row.kind == "module" and row.op in _PASS_MODULES) or (row.kind == "function" and row.name in _PASS_FUNCS)
+    if passes and row.input_shapes and row.input_shapes[0] == row.output_shapes[0]:
+        return _layout(rows, before, rank, depth + 1)
+    return None
+
+
 def factorisation_notes(rows: tuple[Row, ...]) -> dict[int, str]:
     """For each flatten/view feeding a Linear: ``800 = 50 x 4 x 4 (C x H x W of [64, 50, 4, 4]), fc1's in_features``."""
     from .fc import LINEARS, flatten_origin, flatten_row
@@ -421,10 +460,11 @@ def factorisation_notes(rows: tuple[Row, ...]) -> dict[int, str]:
             continue
         features = math.prod(origin.factors)
         rank = len(origin.shape)
-        names = ("N", "C", *SPATIAL.get(rank - 2, ()))[rank - len(origin.factors):] if rank - 2 in SPATIAL else ()
+        flatten = flatten_row(rows, row)
+        layout = _layout(rows, flatten.inputs_from[0] if flatten is not None and flatten.inputs_from else None, rank)
+        names = layout[rank - len(origin.factors):] if layout else ()
         meaning = f" ({' x '.join(names)} of {list(origin.shape)})" if len(names) == len(origin.factors) else ""
         text = f"{features} = {' x '.join(map(str, origin.factors))}{meaning}, the in_features {row.name} receives"
-        flatten = flatten_row(rows, row)
         if flatten is not None:
             notes.setdefault(flatten.index, text)
     return notes

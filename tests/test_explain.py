@@ -450,3 +450,21 @@ def test_explain_shows_the_field_rule() -> None:
         "receptive field rule: r_out = r_in + (k - 1) * jump = 7 + (2-1)*1 = 8; jump_out = jump * stride = 1*2 = 2"
         " (H, W)",
     ]
+
+
+def test_channels_last_factorisation_names_the_permuted_dims() -> None:
+    class ChannelsLast(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3)
+            self.fc = nn.Linear(6 * 4 * 8, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.conv(x).permute(0, 2, 3, 1)
+            return self.fc(x.reshape(x.shape[0], -1))
+
+    model = ChannelsLast()
+    trace = convshape.trace_model(model, "2x3x8x6")
+    notes = [line for lines in explanations(trace.rows).values() for line in lines if "in_features" in line]
+    assert notes == ["192 = 6 x 4 x 8 (H x W x C of [2, 6, 4, 8]), the in_features fc receives"]
+    assert model.conv(torch.zeros(2, 3, 8, 6)).permute(0, 2, 3, 1).shape == (2, 6, 4, 8)
