@@ -1,13 +1,21 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from hypothesis import settings
 from torch import nn
+
+# In CI the property tests draw the same examples every run (a landing must not hang on a lucky draw);
+# elsewhere they draw new ones each time, so a session can still find what CI would not.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
