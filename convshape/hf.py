@@ -58,7 +58,7 @@ def read_config_file(path: str) -> dict[str, Any]:
     return data
 
 
-def _known_fields(config_cls: type) -> set[str]:
+def _known_fields(config_cls: Any) -> set[str]:
     names: set[str] = set()
     with contextlib.suppress(TypeError, ValueError):
         names.update(p for p in inspect.signature(config_cls.__init__).parameters if p not in ("self", "kwargs"))
@@ -68,7 +68,7 @@ def _known_fields(config_cls: type) -> set[str]:
     return names
 
 
-def _check_fields(config_cls: type, fields: dict[str, Any], label: str) -> None:
+def _check_fields(config_cls: Any, fields: dict[str, Any], label: str) -> None:
     """transformers configs keep any unknown keyword silently: a typo would change nothing. Refuse it."""
     known = _known_fields(config_cls)
     if not known:
@@ -82,7 +82,7 @@ def _check_fields(config_cls: type, fields: dict[str, Any], label: str) -> None:
                             "e.g. num_hidden_layers, hidden_size)")
 
 
-def config_factory(obj: type, kwargs: dict[str, Any], config_path: str | None,
+def config_factory(obj: Any, kwargs: dict[str, Any], config_path: str | None,
                    label: str) -> tuple[Callable[[], Any], type]:
     """A function building ``obj`` from its config (the config is made and checked now, the model built
     later), and the class it builds (an ``AutoModel*``'s choice for the config): its forward is known."""
@@ -104,7 +104,7 @@ def config_factory(obj: type, kwargs: dict[str, Any], config_path: str | None,
     return (lambda: obj(config)), obj
 
 
-def _auto_factory(obj: type, file_fields: dict[str, Any], kwargs: dict[str, Any],
+def _auto_factory(obj: Any, file_fields: dict[str, Any], kwargs: dict[str, Any],
                   label: str) -> tuple[Callable[[], Any], type]:
     from transformers import AutoConfig
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING

@@ -61,8 +61,8 @@ def _unique_tensors(model: nn.Module) -> Iterator[torch.Tensor]:
 def _placed(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     """``tensor`` on ``device``: no values on meta, zeros coming from meta, a copy of the values otherwise."""
     if isinstance(tensor, (UninitializedParameter, UninitializedBuffer)):
-        lazy = type(tensor)(requires_grad=tensor.requires_grad, device=device, dtype=tensor.dtype)
-        return lazy
+        # torch's stubs leave out the device and dtype that these constructors take
+        return type(tensor)(requires_grad=tensor.requires_grad, device=device, dtype=tensor.dtype)  # type: ignore[call-arg]
     with torch.no_grad():
         if device.type == "meta":
             data = torch.empty_like(tensor, device=device)
@@ -101,18 +101,22 @@ class Preserved:
         self.changed: list[str] = []
 
     def __enter__(self) -> Preserved:
-        model = self.model
-        self._flags = [(m, m.training) for m in model.modules()]
+        # one walk over the modules' own dicts: this runs before every in-place trace
+        self._flags: list[tuple[nn.Module, bool]] = []
         self._buffers: list[tuple[torch.Tensor, torch.Tensor | None, int]] = []
+        self._params: list[tuple[nn.Module, str, torch.Tensor, int]] = []
         seen: set[int] = set()
-        for b in model.buffers():
-            if id(b) in seen or isinstance(b, UninitializedBuffer):
-                continue
-            seen.add(id(b))
-            saved = None if b.device.type == "meta" else b.detach().clone()
-            self._buffers.append((b, saved, b._version))
-        self._params = [(name, p, p._version) for name, p in model.named_parameters()
-                        if not isinstance(p, UninitializedParameter)]
+        for module in self.model.modules():
+            self._flags.append((module, module.training))
+            for b in module._buffers.values():
+                if b is None or id(b) in seen or isinstance(b, UninitializedBuffer):
+                    continue
+                seen.add(id(b))
+                self._buffers.append((b, None if b.device.type == "meta" else b.detach().clone(), b._version))
+            for name, p in module._parameters.items():
+                if p is not None and id(p) not in seen and not isinstance(p, UninitializedParameter):
+                    seen.add(id(p))
+                    self._params.append((module, name, p, p._version))
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -124,7 +128,9 @@ class Preserved:
                 # BatchNorm's kernel updates its running statistics in training mode without bumping _version
                 if saved is not None and (buffer._version != version or not torch.equal(buffer, saved)):
                     buffer.copy_(saved)
-        self.changed = [name for name, p, version in self._params if p._version != version]
+        changed = {id(p) for _, _, p, version in self._params if p._version != version}
+        if changed:
+            self.changed = [name for name, p in self.model.named_parameters() if id(p) in changed]
 
 
 def _exit_instead(code: int = 0) -> NoReturn:

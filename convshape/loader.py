@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from . import hf
-from .errors import LoadError, RunTimeout, safe_str
+from .errors import ConvshapeError, LoadError, RunTimeout, safe_str
 from .isolation import ModelExit, TimedOut
 from .paths import user_frame_summary, user_where
 from .spec import ModelRef, check_model_file
@@ -101,7 +101,7 @@ def _user_line(exc: BaseException) -> str:
     return f"{where}: {entry.line}" if entry.line else where
 
 
-def _raised(doing: str, exc: BaseException) -> LoadError:
+def _raised(doing: str, exc: BaseException) -> ConvshapeError:
     """``importing net.py raised KeyError: 'large'`` and the user's line where it happened.
 
     A model that exits (``sys.exit``, ``os._exit``) or runs past ``--timeout`` is told as such.

@@ -128,3 +128,21 @@ def test_a_convshape_bug_is_not_blamed_on_the_model(monkeypatch: pytest.MonkeyPa
     with pytest.raises(RuntimeError, match="convshape internal error while tracing"):
         convshape.trace_model(nn.Sequential(nn.Linear(2, 2)), "1x2")
     _interceptors_gone()
+
+
+def test_a_forward_that_never_ends_is_stopped_by_the_call_limit() -> None:
+    """A deterministic bound, before the clock's: the pass stops after max_rows calls, with what it saw."""
+    from convshape.run import RunOptions, trace_module
+
+    class Loops(nn.Module):
+        def forward(self, x):
+            while True:
+                x = x + 1
+
+    result, exception = trace_module(Loops(), ["2x3"], RunOptions(max_rows=50))
+    assert result.error is not None and len(result.rows) == 50
+    assert result.error.summary.startswith("the forward pass made more than 50 calls and was stopped; the last "
+                                           "call was Tensor.add at test_failures.py:")
+    assert result.error.summary.endswith("does it loop without end?")
+    assert type(exception).__name__ == "TooManyCalls"
+    _interceptors_gone()

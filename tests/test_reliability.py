@@ -73,6 +73,8 @@ CASES = [
     Case("input-too-many", ["trace", MNIST, "-i", "64x784", "-i", "64x784"], 2,
          ["M.forward(x) takes 1 input(s), got 2"]),
     Case("input-none", ["trace", MNIST], 2, ["M.forward(x) takes 1 input(s), got 0"]),
+    Case("input-count-before-build", trace("-i", "2x4", "-i", "2x4"), 2, ["Net.forward(x) takes 1 input(s), got 2"],
+         ["never built"], files={"net.py": net("return x", init="raise ValueError('never built')")}),
     Case("input-int-into-conv", ["trace", MNIST, "-i", "64x784:int64"], 1, ["✗"]),
     Case("input-spaces-ok", ["trace", MNIST, "-i", " 64 x 784 "], 0, ["[64, 800]"]),
     Case("input-times-sign-ok", ["trace", MNIST, "-i", "64×784"], 0, ["[64, 800]"]),
