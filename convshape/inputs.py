@@ -71,11 +71,10 @@ def from_python(value: Any, where: str = "input") -> Any:
 def as_inputs(args: Sequence[Any] | Inputs, kwargs: dict[str, Any] | None = None) -> Inputs:
     """Positional and keyword library inputs as one :class:`Inputs` tree (parsed trees pass unchanged)."""
     if isinstance(args, Inputs):
-        positional, keyword = args.args, {**args.kwargs, **(kwargs or {})}
-    else:
-        positional, keyword = tuple(args), dict(kwargs or {})
-    return Inputs(tuple(from_python(v, f"input {i + 1}") for i, v in enumerate(positional)),
-                  {k: from_python(v, k) for k, v in keyword.items()})
+        tree = args
+        args, kwargs = tree.args, {**tree.kwargs, **(kwargs or {})}
+    return Inputs(tuple(from_python(v, f"input {i + 1}") for i, v in enumerate(args)),
+                  {k: from_python(v, k) for k, v in (kwargs or {}).items()})
 
 
 def map_leaves(tree: Any, leaf: Callable[[Any], Any]) -> Any:
@@ -158,7 +157,8 @@ def materialize(tree: Any, device: torch.device, generator: torch.Generator | No
             moved = value.to(device)
             return moved.clone() if moved is value and device.type != "meta" else moved
         if isinstance(value, PackedSequence):
-            return value.to(device)  # type: ignore[arg-type]  # keeps batch_sizes on the cpu, as torch wants
+            # keeps its batch_sizes on the cpu, as torch wants them (torch's stub for .to names only dtype)
+            return value.to(device)  # type: ignore[arg-type]
         if isinstance(value, Value):
             return value.value
         return value

@@ -147,7 +147,8 @@ def _timed_out(seconds: float) -> Any:
 @contextmanager
 def _alarm(seconds: float | None) -> Iterator[None]:
     """Raise :class:`TimedOut` in the main thread after ``seconds`` (no limit elsewhere, or when None)."""
-    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer") \
+            or signal.getitimer(signal.ITIMER_REAL)[0] > 0:  # the caller's own alarm is running: leave it be
         yield
         return
     previous = signal.signal(signal.SIGALRM, _timed_out(seconds))
