@@ -157,6 +157,8 @@ CLI_CASES: dict[str, tuple[str, list[str], list[str], tuple[int, ...]]] = {
     "keyword-only float, optional mask": ("Masked", ["2x6:int64:randint(100)", "mask=2x6:bool:zeros",
                                                      "temperature=2.0"], [], (2, 6, 16)),
     "train mode": ("WithAux", ["2x3x8x8"], ["--train"], (2, 2)),
+    "None for an optional mask": ("Masked", ["2x6:int64:randint(100)", "mask=None"], [], (2, 6, 16)),
+    "a tuple of ints as a value": ("Sized", ["1x3x4x4", "size=literal((6, 10))"], [], (1, 2, 6, 10)),
 }
 
 
