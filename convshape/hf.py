@@ -68,7 +68,7 @@ def _known_fields(config_cls: Any) -> set[str]:
     return names
 
 
-def _check_fields(config_cls: type, fields: dict[str, Any], label: str) -> None:
+def _check_fields(config_cls: Any, fields: dict[str, Any], label: str) -> None:
     """transformers configs keep any unknown keyword silently: a typo would change nothing. Refuse it."""
     known = _known_fields(config_cls)
     if not known:

@@ -22,9 +22,9 @@ from torch.nn.utils.rnn import PackedSequence
 
 from .errors import InputSpecError
 from .inputlang import Inputs, describe, parse_argument
-from .records import ITEMSIZE, TensorInfo
+from .records import ITEMSIZE, InputValue, TensorInfo
 from .spec import DTYPES, Fill, InputSpec, Value
-from .tensors import dtype_name
+from .tensors import dtype_name, jsonable
 
 InputLike = Any  # a shape string, a tuple of ints, an InputSpec, a tensor, a container of those, a plain value
 SEED = 0
@@ -197,6 +197,32 @@ def make_inputs(given: Inputs, device: torch.device
     for key, value in kwargs.items():
         infos.extend(TensorInfo(tuple(t.shape), dtype_name(t.dtype), path) for path, t in _named(value, key))
     return args, kwargs, tensors_of(args) + tensors_of(kwargs), tuple(infos)
+
+
+def _plain(tree: Any, path: str | None) -> list[InputValue]:
+    if isinstance(tree, (InputSpec, torch.Tensor, PackedSequence)):
+        return []
+    if isinstance(tree, Value):
+        tree = tree.value
+    elif isinstance(tree, tuple) and hasattr(tree, "_fields"):
+        return [v for f, item in zip(tree._fields, tree, strict=True) for v in _plain(item, f"{path or ''}.{f}")]
+    elif isinstance(tree, (list, tuple)) and any(isinstance(v, (InputSpec, torch.Tensor, PackedSequence))
+                                                 for v in leaves(tree)):
+        return [v for i, item in enumerate(tree) for v in _plain(item, f"{path or ''}[{i}]")]
+    elif isinstance(tree, dict) and any(isinstance(v, (InputSpec, torch.Tensor, PackedSequence))
+                                        for v in leaves(tree)):
+        return [v for k, item in tree.items() for v in _plain(item, f"{path or ''}[{k!r}]")]
+    text = repr(tree)
+    return [InputValue(path, jsonable(tree), text if len(text) <= 40 else text[:37] + "...")]
+
+
+def plain_values(given: Inputs) -> tuple[InputValue, ...]:
+    """The forward arguments that are not tensors (a mode string, a scale, None), for the trace's header;
+    a keyword one named by its path (``mode``, ``state[1]``), a positional one by None or its path in a
+    container (``[1]``)."""
+    values = [v for item in given.args for v in _plain(item, None)]
+    values += [v for key, item in given.kwargs.items() for v in _plain(item, key)]
+    return tuple(values)
 
 
 def model_device(model: nn.Module, inputs: Any = ()) -> torch.device:

@@ -42,6 +42,19 @@ class TensorInfo:
         return out
 
 
+@dataclass(frozen=True)
+class InputValue:
+    """A plain (non-tensor) forward argument: its keyword name and path (None for a positional one), its
+    value as JSON-able data (None where it is not: then only ``text`` tells it), and its short repr."""
+
+    name: str | None
+    value: Any
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "value": self.value, "text": self.text}
+
+
 class Row(NamedTuple):
     """One call in the forward pass: a module call or a function the user's code called directly.
 
@@ -122,6 +135,8 @@ class Trace:
     error: Failure | None = None
     notes: tuple[str, ...] = ()
     costs_counted: bool = False  # whether macs/flops were counted (trace --costs)
+    values: tuple[InputValue, ...] = ()  # the plain (non-tensor) forward arguments: 'bilinear', 0.5, None
+    train: bool = False  # whether the pass ran in training mode (--train)
 
     @property
     def ok(self) -> bool:
@@ -155,6 +170,8 @@ class Trace:
             "model": self.model,
             "device": self.device,
             "inputs": [i.to_dict() for i in self.inputs],
+            "values": [v.to_dict() for v in self.values],
+            "train": self.train,
             "rows": [r.to_dict() for r in self.rows],
             "totals": {**self.totals.to_dict(), "macs": self.macs, "flops": self.flops,
                        "activation_bytes": self.activation_bytes},

@@ -38,7 +38,7 @@ from .arity import check_inputs
 from .errors import ConvshapeError, InputSpecError, LoadError, safe_str
 from .failure import describe
 from .inputlang import Inputs
-from .inputs import InputLike, as_inputs, input_bytes, make_inputs, model_device
+from .inputs import InputLike, as_inputs, input_bytes, make_inputs, model_device, plain_values
 from .isolation import Preserved, guarded, stand_in
 from .loader import ModelSource
 from .params import totals_of
@@ -162,7 +162,8 @@ def _one_pass(model: nn.Module, given: Inputs, device: torch.device,
     if kept is not None and kept.changed:
         notes.append(f"the forward pass changed parameters in place ({', '.join(kept.changed[:5])}); "
                      "convshape cannot undo that")
-    trace = Trace(label, str(device), infos, rows, totals_of(model), failure, tuple(notes), options.costs)
+    trace = Trace(label, str(device), infos, rows, totals_of(model), failure, tuple(notes), options.costs,
+                  plain_values(given), options.train)
     return Ran(trace, stop.exception if stop is not None else None)
 
 

@@ -157,6 +157,8 @@ CLI_CASES: dict[str, tuple[str, list[str], list[str], tuple[int, ...]]] = {
     "keyword-only float, optional mask": ("Masked", ["2x6:int64:randint(100)", "mask=2x6:bool:zeros",
                                                      "temperature=2.0"], [], (2, 6, 16)),
     "train mode": ("WithAux", ["2x3x8x8"], ["--train"], (2, 2)),
+    "None for an optional mask": ("Masked", ["2x6:int64:randint(100)", "mask=None"], [], (2, 6, 16)),
+    "a tuple of ints as a value": ("Sized", ["1x3x4x4", "size=literal((6, 10))"], [], (1, 2, 6, 10)),
 }
 
 
@@ -307,3 +309,22 @@ def test_api_named_tuples_and_packed_sequences_reach_forward_as_they_are() -> No
     assert [i.shape for i in trace.inputs] == [(2, 2), (2, 2), (10, 4)]  # a PackedSequence counts as its data
     gru = next(r for r in trace.rows if r.name == "gru")
     assert gru.output_shapes[0] == (10, 6)
+
+
+def test_plain_values_and_train_mode_are_in_the_header_and_the_json() -> None:
+    argv = [f"{MODELS}:Resize", "-i", "1x3x4x4", "-i", "mode='bilinear'", "-i", "scale=int(3)", "-i", "align=False"]
+    table = run("trace", *argv)
+    assert table.exit_code == 0, err_of(table)
+    assert table.stdout.startswith("models.py:Resize  input [1, 3, 4, 4] float32, mode='bilinear', scale=3, "
+                                   "align=False  on cpu\n")
+    doc = json.loads(run("trace", *argv, "--format", "json").stdout)
+    assert doc["values"] == [{"name": "mode", "value": "bilinear", "text": "'bilinear'"},
+                             {"name": "scale", "value": 3, "text": "3"},
+                             {"name": "align", "value": False, "text": "False"}]
+    assert doc["train"] is False
+    trained = run("trace", f"{MODELS}:WithAux", "-i", "2x3x8x8", "--train")
+    assert trained.stdout.startswith("models.py:WithAux  input [2, 3, 8, 8] float32  on cpu  (train mode)\n")
+    lstm = convshape.trace_model(models.StatefulLSTM(), "2x5x8", state=("2x2x16", torch.zeros(2, 2, 16)))
+    assert [(i.name, i.shape) for i in lstm.inputs] == [(None, (2, 5, 8)), ("state[0]", (2, 2, 16)),
+                                                        ("state[1]", (2, 2, 16))]
+    assert lstm.values == ()

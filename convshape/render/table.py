@@ -48,8 +48,9 @@ def trace_table(trace: Trace, depth: int | None = None, functions: bool = True, 
                 costs: bool = False) -> Text:
     """The trace as a grid; ``explain`` adds the size arithmetic under conv/pool/flatten rows, ``costs``
     the MACs and output-memory columns (MACs need a trace made with costs counted)."""
-    inputs = ", ".join(("" if i.name is None else f"{i.name}=") + f"{shape_text(i.shape)} {i.dtype}"
-                       for i in trace.inputs) or "none"
+    inputs = ", ".join([("" if i.name is None else f"{i.name}=") + f"{shape_text(i.shape)} {i.dtype}"
+                        for i in trace.inputs] + [("" if v.name is None else f"{v.name}=") + v.text
+                                                  for v in trace.values]) or "none"
     notes = explanations(trace.rows) if explain else {}
     rows: list[list[tuple[str, str]]] = []
     after: dict[int, list[str]] = {}
@@ -81,7 +82,8 @@ def trace_table(trace: Trace, depth: int | None = None, functions: bool = True, 
     headers = ["Layer", "Type", "Input shape", "Output shape", "Params"]
     if costs:
         headers += ["MACs", "Output mem"]
-    text = grid(f"{trace.model}  input {inputs}  on {trace.device}", (*headers, "Source"), rows,
+    mode = "  (train mode)" if trace.train else ""
+    text = grid(f"{trace.model}  input {inputs}  on {trace.device}{mode}", (*headers, "Source"), rows,
                 frozenset({4, 5, 6} if costs else {4}), after=after, after_indent=indents)
     _totals(trace.totals, text)
     if costs:

@@ -116,3 +116,14 @@ class WithAux(nn.Module):
         if self.training:
             return self.fc(x), self.aux(x)
         return self.fc(x)
+
+
+class Sized(nn.Module):
+    """A tuple of ints that is a value, not a shape: F.interpolate's output size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 1)
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        return self.conv(F.interpolate(x, size=size))
