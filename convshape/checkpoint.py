@@ -509,7 +509,9 @@ def report_of(contents: Contents) -> CheckpointReport:
     return CheckpointReport(
         path=contents.path, format=contents.format, file_bytes=contents.file_bytes, tensors=tuple(entries),
         groups=groups, top_level=top, totals=totals, storage_bytes=storage_bytes, dtypes=dtypes,
-        state_dicts=tuple(flat.state_dicts), metadata=metadata, notes=tuple(notes),
+        state_dicts=tuple(GroupTotal(where, len(sd), sum(t.numel for t in sd.values()),
+                                     sum(e.bytes for e in entries if e.name in {_join(where, k) for k in sd}))
+                          for where, sd in flat.state_dicts.items()), metadata=metadata, notes=tuple(notes),
     )
 
 

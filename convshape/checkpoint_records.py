@@ -58,7 +58,7 @@ class CheckpointReport:
     totals: GroupTotal  # name "" : all tensors
     storage_bytes: int  # bytes of the distinct storages (tied or viewed tensors counted once)
     dtypes: dict[str, int] = field(default_factory=dict)  # elements per dtype
-    state_dicts: tuple[str, ...] = ()  # paths of the dicts of tensors inside the file ("" = the file itself)
+    state_dicts: tuple[GroupTotal, ...] = ()  # each dict of tensors in the file, by path ("" = the file itself)
     metadata: dict[str, Any] = field(default_factory=dict)  # plain values found beside the tensors
     notes: tuple[str, ...] = ()
 
@@ -73,7 +73,7 @@ class CheckpointReport:
             "top_level": [g.to_dict() for g in self.top_level],
             "totals": {**self.totals.to_dict(), "storage_bytes": self.storage_bytes},
             "dtypes": dict(self.dtypes),
-            "state_dicts": list(self.state_dicts),
+            "state_dicts": [g.to_dict() for g in self.state_dicts],
             "metadata": dict(self.metadata),
             "notes": list(self.notes),
         }

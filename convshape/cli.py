@@ -53,6 +53,12 @@ FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table for peo
 DeviceOpt = Annotated[str, typer.Option(
     "--device", "-d", help="auto (fastest that works), meta (no weights allocated), cpu (real weights) or cuda.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show Python tracebacks.")]
+WeightsOpt = Annotated[str | None, typer.Option(
+    "--weights", "-w", help="Compare the model with this checkpoint (.pt/.pth/.bin/.safetensors), key by key; "
+    "exit 1 when they do not fit.", show_default=False)]
+TrustOpt = Annotated[bool, typer.Option(
+    "--trust-pickle", help="Load a checkpoint that holds pickled Python objects (runs code from the file: "
+    "only for files you trust).")]
 
 
 def _version(value: bool) -> None:
@@ -116,6 +122,24 @@ def _debug_traceback(error: TraceError, debug: bool) -> None:
         _err.print("".join(traceback.format_exception(error.__cause__)), markup=False, highlight=False)
 
 
+def _weights(source: ModelSource, path: str | None, trust: bool, traced: Trace | None = None) -> Any:
+    """The model (a fresh meta build) compared with the checkpoint at ``path``; None without --weights."""
+    if path is None:
+        return None
+    from .weights import compare_file, with_trace
+
+    report = compare_file(source.build("meta"), path, source.label, trust)
+    return with_trace(report, traced) if traced is not None else report
+
+
+def _with_weights(rendered: Any, fmt: Format, report: Any) -> Any:
+    if report is None:
+        return rendered
+    from .render.checkpoint import weights_text, with_weights
+
+    return with_weights(rendered, report) if fmt is Format.json else weights_text(report, rendered)
+
+
 @app.command()
 def trace(
     model: ModelArg,
@@ -129,17 +153,32 @@ def trace(
         "--costs", help="Count MACs/FLOPs per row from the ops executed, and show output memory.")] = False,
     fmt: FormatOpt = Format.table,
     device: DeviceOpt = "auto",
+    weights: WeightsOpt = None,
+    trust_pickle: TrustOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Every layer and functional op, in call order, with input and output shapes."""
+    """Every layer and functional op, in call order, with input and output shapes.
+
+    MODEL may also be a saved program: a .pt2 from torch.export.save or a TorchScript archive."""
+    from .checkpoint import is_checkpoint_path
+
+    checked = None
     try:
-        _, result, failed = _traced(model, inputs, args, device, costs=costs)
+        if is_checkpoint_path(model):  # a saved program: its own graph says the shapes
+            from .program import trace_program
+
+            result, failed = trace_program(model, [parse_input(i) for i in inputs or []]), None
+        else:
+            source, result, failed = _traced(model, inputs, args, device, costs=costs)
+            checked = _weights(source, weights, trust_pickle, result)
     except ConvshapeError as e:
         _fail(e, debug)
-    _emit(_trace_out(result, fmt, depth, not no_functions, explain, costs), fmt)
+    _emit(_with_weights(_trace_out(result, fmt, depth, not no_functions, explain, costs), fmt, checked), fmt)
     if failed is not None:
         _debug_traceback(failed, debug)
         raise typer.Exit(failed.exit_code)
+    if result.error is not None or (checked is not None and not checked.ok):
+        raise typer.Exit(1)
 
 
 def _trace_out(result: Trace, fmt: Format, depth: int | None, functions: bool, explain: bool, costs: bool) -> Any:
@@ -158,10 +197,19 @@ def params(
     explain: Annotated[bool, typer.Option(
         "--explain", help="Show the formula behind each count, with the layer's numbers.")] = False,
     fmt: FormatOpt = Format.table,
+    weights: WeightsOpt = None,
+    trust_pickle: TrustOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Parameter tensors, counts, trainable/frozen and totals (no weights are allocated)."""
+    """Parameter tensors, counts, trainable/frozen and totals (no weights are allocated).
+
+    MODEL may also be a checkpoint (.pt/.pth/.bin/.safetensors): every tensor in it, read without its data."""
+    from .checkpoint import is_checkpoint_path
     from .render.json import to_json
+
+    if is_checkpoint_path(model):
+        _checkpoint_params(model, weights, trust_pickle, fmt, debug)
+        return
     from .render.table import params_table
 
     try:
@@ -169,9 +217,31 @@ def params(
         from .api import parameters
 
         report = parameters(source.build("meta"), source.label)
+        checked = _weights(source, weights, trust_pickle)
     except ConvshapeError as e:
         _fail(e, debug)
-    _emit(to_json(report) if fmt is Format.json else params_table(report, explain), fmt)
+    _emit(_with_weights(to_json(report) if fmt is Format.json else params_table(report, explain), fmt, checked), fmt)
+    if checked is not None and not checked.ok:
+        raise typer.Exit(1)
+
+
+def _checkpoint_params(path: str, weights: str | None, trust: bool, fmt: Format, debug: bool) -> None:
+    """``params FILE``: the checkpoint's tensors, read from its header or pickle (torch is not imported)."""
+    from .render.checkpoint import checkpoint_table
+    from .render.json import to_json
+
+    try:
+        if weights is not None:
+            from .errors import InputSpecError
+
+            raise InputSpecError(f"--weights compares a model with a checkpoint, and {path} is itself a checkpoint; "
+                                 f"write convshape params MODEL.py --weights {weights}")
+        from .checkpoint import checkpoint_report
+
+        report = checkpoint_report(path, trust)
+    except ConvshapeError as e:
+        _fail(e, debug)
+    _emit(to_json(report) if fmt is Format.json else checkpoint_table(report), fmt)
 
 
 @app.command("fc-size")
@@ -182,15 +252,25 @@ def fc_size(
     layer: Annotated[str | None, typer.Option("--layer", "-l", help="Answer for this Linear only.")] = None,
     fmt: FormatOpt = Format.table,
     device: DeviceOpt = "auto",
+    weights: WeightsOpt = None,
+    trust_pickle: TrustOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """The in_features each nn.Linear needs after the layers before it, and the fix."""
+    from .checkpoint import is_checkpoint_path
     from .render.json import to_json
     from .render.table import fc_table
 
+    checked = None
     try:
-        # a model failing elsewhere than a Linear still reports the Linear layers reached before it
-        _, traced, _ = _traced(model, inputs, args, device, repair_linear=True)
+        if is_checkpoint_path(model):  # a saved program (.pt2): its graph's shapes
+            from .program import trace_program
+
+            traced = trace_program(model, [parse_input(i) for i in inputs or []])
+        else:
+            # a model failing elsewhere than a Linear still reports the Linear layers reached before it
+            source, traced, _ = _traced(model, inputs, args, device, repair_linear=True)
+            checked = _weights(source, weights, trust_pickle, traced)
         from .fc import fc_report
 
         report = fc_report(traced)
@@ -204,8 +284,8 @@ def fc_size(
             report = dataclasses.replace(report, layers=tuple(c for c in report.layers if c.name == layer))
     except ConvshapeError as e:
         _fail(e, debug)
-    _emit(to_json(report) if fmt is Format.json else fc_table(report), fmt)
-    if report.error is not None:
+    _emit(_with_weights(to_json(report) if fmt is Format.json else fc_table(report), fmt, checked), fmt)
+    if report.error is not None or (checked is not None and not checked.ok):
         raise typer.Exit(1)
 
 

@@ -45,11 +45,13 @@ def trace_program(path: str, inputs: Sequence[InputSpec] = ()) -> Trace:
 
 
 def _dims(value: Any, symbols: dict[str, str]) -> Shape:
+    from torch.fx.experimental.symbolic_shapes import is_concrete_int
+
     out = []
     for d in value.shape:
-        try:
+        if is_concrete_int(d):
             out.append(int(d))
-        except (TypeError, ValueError, RuntimeError):
+        else:
             symbols[str(d)] = ""
             out.append(-1)  # a dynamic dimension: shown as -1, its range in the notes
     return tuple(out)
@@ -224,10 +226,14 @@ def _freeze(rows: list[dict[str, Any]], vals: dict[str, list[Any]], producer: di
 
 
 def scripted_trace(path: str, inputs: Sequence[InputSpec] = ()) -> Trace:
+    import warnings
+
     from .api import make_input
 
     try:
-        module = torch.jit.load(path, map_location="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates TorchScript; files remain
+            module = torch.jit.load(path, map_location="cpu")
     except Exception as e:
         raise CheckpointError(f"torch.jit.load({path}) raised {type(e).__name__}: "
                               f"{str(e).splitlines()[0][:200] if str(e) else ''}") from e

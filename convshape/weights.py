@@ -22,8 +22,8 @@ from .text import shape_text
 
 # where a prefix on every key usually comes from
 PREFIX_CAUSES = {
-    "module.": "nn.DataParallel / DistributedDataParallel (the wrapper's state_dict was saved)",
-    "_orig_mod.": "torch.compile (the compiled wrapper's state_dict was saved)",
+    "module.": "nn.DataParallel / DistributedDataParallel",
+    "_orig_mod.": "torch.compile's wrapper",
     "module._orig_mod.": "torch.compile inside DataParallel/DDP",
     "_orig_mod.module.": "DataParallel/DDP inside torch.compile",
     "model.": "a wrapper that holds the network as .model (Lightning, Hugging Face, EMA helpers)",

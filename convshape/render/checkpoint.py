@@ -42,10 +42,12 @@ def checkpoint_table(report: CheckpointReport) -> Text:
     if 1 < len(report.top_level) <= 40:
         text.append("By top-level key: " + ", ".join(
             f"{g.name} {si_count(g.numel)} ({si_bytes(g.bytes)})" for g in report.top_level) + "\n")
-    sds = [s for s in report.state_dicts if s]
+    sds = sorted((s for s in report.state_dicts if s.name), key=lambda s: (-s.tensors, -s.numel))
     if sds:
-        shown = ", ".join(f"checkpoint[{s!r}]" for s in sds[:4]) + (f" +{len(sds) - 4} more" if len(sds) > 4 else "")
-        text.append(f"Dicts of tensors: {shown}\n")
+        top = sds[0]
+        more = f"; {len(sds) - 1} more, of at most {sds[1].tensors} tensors each" if len(sds) > 1 else ""
+        text.append(f"Dicts of tensors: checkpoint[{top.name!r}] ({top.tensors} tensors, {si_count(top.numel)} "
+                    f"elements){more}\n")
     if report.metadata:
         items = list(report.metadata.items())
         text.append("Metadata: " + ", ".join(f"{k}={v!r}" for k, v in items[:10])
@@ -69,19 +71,22 @@ def weights_text(report: WeightsReport, text: Text | None = None) -> Text:
     text = text if text is not None else Text()
     where = f"[{report.state_dict!r}]" if report.state_dict else ""
     head = f"\nweights {report.checkpoint}{where} vs {report.model}: "
+    p = report.prefix
+    text.append(head)
     if report.ok:
-        text.append(head)
         text.append(f"✓ all {report.model_keys} keys match in name and shape\n", style="bold green")
+    elif p is not None:
+        text.append(f"✗ {p.matched_before} of {report.model_keys} keys match as saved, {report.matched} after the "
+                    "prefix fix", style="bold red")
     else:
-        text.append(head)
         text.append(f"✗ {report.matched} of {report.model_keys} keys fit", style="bold red")
+    if not report.ok:
         text.append(f" ({len(report.missing)} missing, {len(report.unexpected)} unexpected, "
                     f"{len(report.mismatches)} of a different shape)\n")
-    p = report.prefix
     if p is not None:
         verb = "strip" if p.action == "strip" else "add"
         text.append(f"  prefix: {verb} {p.prefix!r} on the checkpoint's keys", style="bold")
-        text.append(f" ({p.cause}): {p.matched_after} keys match instead of {p.matched_before}\n")
+        text.append(f" (saved from {p.cause}): {p.matched_after} keys match instead of {p.matched_before}\n")
         text.append(f"    {p.code}\n", style="green")
     for m in report.mismatches:
         text.append(f"  ✗ {m.key}", style="bold red")
@@ -92,7 +97,8 @@ def weights_text(report: WeightsReport, text: Text | None = None) -> Text:
         if m.receives_from is not None:
             verdict = {True: "it fits the checkpoint", False: "it does not fit the checkpoint either: the "
                        "layers before it differ from the checkpoint's model", None: ""}[m.fits_forward]
-            text.append(f"    the forward pass gives {m.module or 'it'} {m.receives_from}"
+            shape = shape_text(m.receives) if m.receives else "?"
+            text.append(f"    the forward pass gives {m.module or 'it'} {shape}: {m.receives_from}"
                         + (f"; {verdict}" if verdict else "") + "\n", style="cyan")
     for module, fix in report.fixes.items():
         text.append(f"  fix: {module} = {fix}\n", style="bold green")
