@@ -275,6 +275,8 @@ def read(path: str, trust_pickle: bool = False) -> Contents:
         if kind == "torch.save":
             return _read_torch_zip(path, size, trust_pickle)
         return _read_torch_legacy(path, size, trust_pickle)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise CheckpointError(f"cannot read {path}: {type(e).__name__}: {e}") from None
     except _NeedsTorch as e:
         return _torch_load(path, size, weights_only=True,
                            note=f"read with torch.load(weights_only=True) because the file holds {e}")
@@ -338,11 +340,12 @@ def _refused(path: str, qualname: str) -> UnsafePickleError:
 
 
 def _read_torch_zip(path: str, size: int, trust: bool) -> Contents:
-    with zipfile.ZipFile(path) as z:
+    with zipfile.ZipFile(path) as z, open(path, "rb") as f:
         pkl = next(n for n in z.namelist() if n.endswith("data.pkl") and n.count("/") == 1)
         prefix = pkl.rsplit("/", 1)[0]
-        data = z.read(pkl)
-        byteorder = z.read(f"{prefix}/byteorder").decode() if f"{prefix}/byteorder" in z.namelist() else "little"
+        data = _record(z, f, pkl)
+        byteorder = _record(z, f, f"{prefix}/byteorder").decode() if f"{prefix}/byteorder" in z.namelist() \
+            else "little"
     try:
         tree = _HeaderUnpickler(io.BytesIO(data)).load()
     except _Refused as e:
@@ -353,6 +356,21 @@ def _read_torch_zip(path: str, size: int, trust: bool) -> Contents:
         raise CheckpointError(f"{path}: the archive's data.pkl is not a pickle torch.save wrote ({e})") from None
     notes = [] if byteorder == "little" else [f"the file was written {byteorder}-endian"]
     return Contents(path, "torch.save (zip)", tree, size, notes)
+
+
+def _record(z: zipfile.ZipFile, f: Any, name: str) -> bytes:
+    """A stored record's bytes, read from its local header. torch writes records uncompressed and, with
+    torch.serialization.set_crc32_options(False), with no CRC, which zipfile's reader would reject."""
+    info = z.getinfo(name)
+    if info.compress_type != zipfile.ZIP_STORED:
+        return z.read(name)
+    f.seek(info.header_offset)
+    local = f.read(30)
+    if local[:4] != b"PK\x03\x04":
+        raise CheckpointError(f"{z.filename}: the zip record {name} has no local header")
+    name_len, extra_len = int.from_bytes(local[26:28], "little"), int.from_bytes(local[28:30], "little")
+    f.seek(info.header_offset + 30 + name_len + extra_len)
+    return f.read(info.compress_size)
 
 
 def _read_torch_legacy(path: str, size: int, trust: bool) -> Contents:

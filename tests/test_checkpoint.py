@@ -74,18 +74,24 @@ def test_plain_state_dict(tmp_path: Path) -> None:
 
 
 def test_never_reads_tensor_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import convshape.checkpoint as ck
+
     path = tmp_path / "mnist.pth"
     torch.save(mnist().state_dict(), path)
     opened: list[str] = []
-    real_read = zipfile.ZipFile.read
+    real_record = ck._record
 
-    def spy(self: zipfile.ZipFile, name: Any, pwd: Any = None) -> bytes:
-        opened.append(name if isinstance(name, str) else name.filename)
-        return real_read(self, name, pwd)
+    def spy(z: zipfile.ZipFile, f: Any, name: str) -> bytes:
+        opened.append(name)
+        return real_record(z, f, name)
 
-    monkeypatch.setattr(zipfile.ZipFile, "read", spy)
+    def no_read(*args: Any, **kwargs: Any) -> bytes:
+        raise AssertionError("a record was read through zipfile")
+
+    monkeypatch.setattr(ck, "_record", spy)
+    monkeypatch.setattr(zipfile.ZipFile, "read", no_read)
     checkpoint_report(path)
-    assert opened and all(n.endswith(("data.pkl", "byteorder")) for n in opened), opened
+    assert opened == ["mnist/data.pkl", "mnist/byteorder"], opened
 
 
 def test_nested_checkpoint_with_optimizer(tmp_path: Path) -> None:
@@ -241,3 +247,15 @@ def test_not_a_checkpoint(tmp_path: Path) -> None:
     result = runner.invoke(app, ["params", str(path)])
     assert result.exit_code == 2 and "not a file torch.save or safetensors wrote" in result.output
     assert runner.invoke(app, ["params", str(tmp_path / "missing.pt")]).exit_code == 2
+
+
+def test_archive_written_without_crc(tmp_path: Path) -> None:
+    path = tmp_path / "nocrc.pt"
+    torch.serialization.set_crc32_options(False)
+    try:
+        torch.save(mnist().state_dict(), path)
+    finally:
+        torch.serialization.set_crc32_options(True)
+    with pytest.raises(zipfile.BadZipFile):  # Python's zipfile rejects it; torch and convshape read it
+        zipfile.ZipFile(path).read("nocrc/data.pkl")
+    assert_matches_torch(path)
