@@ -32,7 +32,7 @@ from .errors import LoadError
 from .records import ITEMSIZE, Shape
 
 # File suffixes the CLI treats as checkpoints or saved programs rather than Python model files.
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".pt2", ".tar")
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".pt2", ".tar", ".index.json")
 
 DTYPE_BYTES: dict[str, float] = {
     **ITEMSIZE, "uint16": 2, "uint32": 4, "uint64": 8, "complex32": 4, "float8_e4m3fnuz": 1,
@@ -262,6 +262,8 @@ def read(path: str, trust_pickle: bool = False) -> Contents:
     size = os.path.getsize(path)
     if path.lower().endswith(".safetensors"):
         return _read_safetensors(path, size)
+    if path.lower().endswith(".index.json"):
+        return _read_sharded(path, trust_pickle)
     kind = archive_kind(path)
     if kind in ("torch.export", "torchscript"):
         what = "a torch.export program (.pt2)" if kind == "torch.export" else "a TorchScript archive"
@@ -326,12 +328,49 @@ def _read_safetensors(path: str, size: int) -> Contents:
                     dict(meta) if isinstance(meta, dict) else None)
 
 
+def _read_sharded(path: str, trust: bool) -> Contents:
+    """A sharded checkpoint's index (``model.safetensors.index.json``, ``pytorch_model.bin.index.json``):
+    each shard's tensors, as the index's weight_map assigns them."""
+    try:
+        with open(path) as f:
+            index = json.load(f)
+        weight_map = index["weight_map"]
+        assert isinstance(weight_map, dict)
+    except (OSError, ValueError, KeyError, TypeError, AssertionError):
+        raise CheckpointError(f"{path} is not a sharded checkpoint index: expected JSON with a \"weight_map\" "
+                              "of tensor name -> shard file") from None
+    base = os.path.dirname(path)
+    tree: dict[str, Any] = {}
+    total, stored = 0, 0
+    notes: list[str] = []
+    for shard in dict.fromkeys(weight_map.values()):
+        shard_path = os.path.join(base, shard)
+        if not os.path.exists(shard_path):
+            raise CheckpointError(f"{path} names the shard {shard}, which is not in {base or '.'}")
+        part = read(shard_path, trust)
+        flat = flatten(part.tree).tensors
+        tree.update({k: v for k, v in flat.items() if weight_map.get(k) == shard})
+        total += part.file_bytes
+        stored += part.storage_bytes if part.storage_bytes is not None else sum(
+            t.storage.nbytes for t in {id(t.storage): t for t in flat.values() if t.storage}.values())
+        notes += [f"{shard}: {n}" for n in part.notes]
+    missing = [k for k in weight_map if k not in tree]
+    if missing:
+        notes.append(f"{len(missing)} tensor(s) in the index are not in their shard: {', '.join(missing[:5])}")
+    shards = len(set(weight_map.values()))
+    meta = index.get("metadata") if isinstance(index.get("metadata"), dict) else None
+    return Contents(path, f"sharded ({shards} files)", tree, total, notes, stored, meta)
+
+
 def _refused(path: str, qualname: str) -> UnsafePickleError:
-    module_like = qualname.startswith("torch.nn.modules.") or (
-        qualname[:1].isalpha() and not qualname.startswith(("builtins.", "posix.", "os.", "nt.", "subprocess.",
-                                                             "_codecs.", "torch.")))
-    why = (f"a pickled Python object ({qualname}): this looks like a whole model saved with torch.save(model)"
-           if module_like else f"the Python global {qualname}, which loading would call")
+    module, _, name = qualname.rpartition(".")
+    if qualname.startswith("torch.nn."):
+        why = f"a whole torch.nn module ({qualname}): the file was saved with torch.save(model)"
+    elif name[:1].isupper() and not module.startswith(("builtins", "posix", "os", "nt", "subprocess")):
+        why = (f"a pickled Python object ({qualname}): a whole model saved with torch.save(model), or another "
+               "object saved beside the weights")
+    else:
+        why = f"the Python global {qualname}, which loading would call"
     return UnsafePickleError(
         f"{path} holds more than tensors and plain containers: it asks for {why}. Loading it runs code "
         "from the file, so convshape never does that silently. If you trust the file, pass --trust-pickle "

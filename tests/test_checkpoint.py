@@ -259,3 +259,30 @@ def test_archive_written_without_crc(tmp_path: Path) -> None:
     with pytest.raises(zipfile.BadZipFile):  # Python's zipfile rejects it; torch and convshape read it
         zipfile.ZipFile(path).read("nocrc/data.pkl")
     assert_matches_torch(path)
+
+
+@pytest.mark.parametrize("suffix", ["safetensors", "bin"])
+def test_sharded_checkpoint_index(tmp_path: Path, suffix: str) -> None:
+    state = mnist().state_dict()
+    names = list(state)
+    shards = {f"model-0000{i + 1}-of-00002.{suffix}": names[i * 4:(i + 1) * 4] for i in range(2)}
+    for shard, keys in shards.items():
+        part = {k: state[k] for k in keys}
+        if suffix == "safetensors":
+            write_safetensors(tmp_path / shard, part)
+        else:
+            torch.save(part, tmp_path / shard)
+    index = tmp_path / f"model.{suffix}.index.json"
+    index.write_text(json.dumps({"metadata": {"total_size": 1724320},
+                                 "weight_map": {k: s for s, keys in shards.items() for k in keys}}))
+    report = checkpoint_report(index)
+    assert {t.name: t.shape for t in report.tensors} == {k: tuple(v.shape) for k, v in state.items()}
+    assert report.format == "sharded (2 files)"
+    assert report.totals.bytes == sum(v.numel() * v.element_size() for v in state.values())
+    assert report.file_bytes == sum(os.path.getsize(tmp_path / s) for s in shards)
+    from convshape import compare_weights
+
+    assert compare_weights(mnist(), index).ok
+    os.remove(tmp_path / next(iter(shards)))
+    with pytest.raises(CheckpointError, match="names the shard model-00001-of-00002"):
+        checkpoint_report(index)

@@ -45,7 +45,7 @@ def checkpoint_table(report: CheckpointReport) -> Text:
     sds = sorted((s for s in report.state_dicts if s.name), key=lambda s: (-s.tensors, -s.numel))
     if sds:
         top = sds[0]
-        more = f"; {len(sds) - 1} more, of at most {sds[1].tensors} tensors each" if len(sds) > 1 else ""
+        more = f"; {len(sds) - 1} more with at most {sds[1].tensors} tensor(s) each" if len(sds) > 1 else ""
         text.append(f"Dicts of tensors: checkpoint[{top.name!r}] ({top.tensors} tensors, {si_count(top.numel)} "
                     f"elements){more}\n")
     if report.metadata:
