@@ -104,6 +104,26 @@ SAFE_OPEN = ("import sys; from safetensors import safe_open; f = safe_open(sys.a
              "print(sum(len(f.get_slice(k).get_shape()) for k in f.keys()))")
 
 
+IN_PROCESS = """
+import statistics, sys, time
+import torch
+from convshape.checkpoint import checkpoint_report
+def best(f, n):
+    times = []
+    for _ in range(n):
+        t = time.perf_counter(); f(); times.append(time.perf_counter() - t)
+    return statistics.median(times)
+n = int(sys.argv[3])
+ours = best(lambda: checkpoint_report(sys.argv[1]), n)
+st = best(lambda: checkpoint_report(sys.argv[2]), n)
+theirs = best(lambda: torch.load(sys.argv[1], mmap=True, weights_only=True), n)
+print(f"| `checkpoint_report(llama7b.pt)` | {ours * 1000:.1f} ms |")
+print(f"| `checkpoint_report(llama7b.safetensors)` | {st * 1000:.1f} ms |")
+print(f"| `torch.load(llama7b.pt, mmap=True, weights_only=True)` | {theirs * 1000:.1f} ms |")
+print(f"\nin-process, torch already imported: checkpoint_report {theirs / ours:.1f}x faster than torch.load")
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=None, help="where to write the files (default: a temp dir)")
@@ -141,6 +161,9 @@ def main() -> None:
                 times[name].append(t)
                 peaks[name] = max(peaks[name], m)
         sizes = {p.name: (p.stat().st_size, p.stat().st_blocks * 512) for p in (pt, st)}
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        in_process = subprocess.run([py, "-c", IN_PROCESS, str(pt), str(st), str(2 * args.repeats + 1)], env=env,
+                                    check=True, capture_output=True, text=True).stdout
     print(f"files written in {wrote:.1f} s; " + "; ".join(
         f"{n}: {size / 1e9:.2f} GB apparent, {disk / 1e6:.1f} MB on disk" for n, (size, disk) in sizes.items()))
     print(f"\n{args.repeats} runs each, median wall time and peak RSS:\n")
@@ -153,6 +176,11 @@ def main() -> None:
     m_ratio = peaks[theirs] / peaks[ours]
     print(f"\nconvshape params on the .pt: {t_ratio:.1f}x faster than torch.load(mmap=True, weights_only=True), "
           f"{m_ratio:.1f}x less peak memory")
+    print(f"\nIn one process (median of {2 * args.repeats + 1}), reading only:\n")
+    print("| call | time |")
+    print("|---|---:|")
+    print(in_process, end="")
+    print(f"\nload average while measuring: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

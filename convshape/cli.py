@@ -132,6 +132,14 @@ def _weights(source: ModelSource, path: str | None, trust: bool, traced: Trace |
     return with_trace(report, traced) if traced is not None else report
 
 
+def _no_weights(path: str, weights: str | None) -> None:
+    if weights is not None:
+        from .errors import InputSpecError
+
+        raise InputSpecError(f"--weights compares a model file with a checkpoint, and {path} is a saved program "
+                             f"or a checkpoint itself; write e.g. convshape params MODEL.py --weights {weights}")
+
+
 def _with_weights(rendered: Any, fmt: Format, report: Any) -> Any:
     if report is None:
         return rendered
@@ -167,6 +175,7 @@ def trace(
         if is_checkpoint_path(model):  # a saved program: its own graph says the shapes
             from .program import trace_program
 
+            _no_weights(model, weights)
             result, failed = trace_program(model, [parse_input(i) for i in inputs or []]), None
         else:
             source, result, failed = _traced(model, inputs, args, device, costs=costs)
@@ -231,11 +240,7 @@ def _checkpoint_params(path: str, weights: str | None, trust: bool, fmt: Format,
     from .render.json import to_json
 
     try:
-        if weights is not None:
-            from .errors import InputSpecError
-
-            raise InputSpecError(f"--weights compares a model with a checkpoint, and {path} is itself a checkpoint; "
-                                 f"write convshape params MODEL.py --weights {weights}")
+        _no_weights(path, weights)
         from .checkpoint import checkpoint_report
 
         report = checkpoint_report(path, trust)
@@ -266,6 +271,7 @@ def fc_size(
         if is_checkpoint_path(model):  # a saved program (.pt2): its graph's shapes
             from .program import trace_program
 
+            _no_weights(model, weights)
             traced = trace_program(model, [parse_input(i) for i in inputs or []])
         else:
             # a model failing elsewhere than a Linear still reports the Linear layers reached before it
