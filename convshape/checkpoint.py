@@ -174,7 +174,7 @@ _ALLOWED: dict[str, Any] = {
     "builtins.set": set,
     "builtins.frozenset": frozenset,
     "builtins.complex": complex,
-    "builtins.bytearray": bytearray,
+    "builtins.bytearray": lambda data=b"", *rest: bytearray(data if not isinstance(data, int) else b""),
     # numpy scalars beside the weights (a best accuracy, an epoch): named, never built by numpy
     "numpy.core.multiarray.scalar": _marker("numpy scalar"),
     "numpy._core.multiarray.scalar": _marker("numpy scalar"),
@@ -391,8 +391,11 @@ def _read_torch_zip(path: str, size: int, trust: bool) -> Contents:
         if trust:
             return _torch_load(path, size, weights_only=False, note="loaded with --trust-pickle")
         raise _refused(path, e.qualname) from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
-        raise CheckpointError(f"{path}: the archive's data.pkl is not a pickle torch.save wrote ({e})") from None
+    except _NeedsTorch:
+        raise
+    except Exception as e:  # a malformed pickle: any error the unpickler raises means the same
+        raise CheckpointError(f"{path}: the archive's data.pkl is not a pickle torch.save wrote "
+                              f"({type(e).__name__}: {str(e)[:80]})") from None
     notes = [] if byteorder == "little" else [f"the file was written {byteorder}-endian"]
     return Contents(path, "torch.save (zip)", tree, size, notes)
 
@@ -427,8 +430,9 @@ def _read_torch_legacy(path: str, size: int, trust: bool) -> Contents:
             if trust:
                 return _torch_load(path, size, weights_only=False, note="loaded with --trust-pickle")
             raise _refused(path, e.qualname) from None
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
-                KeyError, MemoryError, OverflowError) as e:
+        except (CheckpointError, _NeedsTorch):
+            raise
+        except Exception as e:  # a malformed pickle: any error the unpickler raises means the same
             raise CheckpointError(f"{path} is not a file torch.save or safetensors wrote: reading it as a "
                                   f"pickle failed ({type(e).__name__}: {str(e)[:80]})") from None
     return Contents(path, "torch.save (legacy)", tree, size, [])

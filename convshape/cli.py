@@ -272,7 +272,7 @@ def fc_size(
             from .program import trace_program
 
             _no_weights(model, weights)
-            traced = trace_program(model, [parse_input(i) for i in inputs or []])
+            traced = trace_program(model, [parse_input(i) for i in inputs or []], layer_shapes=True)
         else:
             # a model failing elsewhere than a Linear still reports the Linear layers reached before it
             source, traced, _ = _traced(model, inputs, args, device, repair_linear=True)

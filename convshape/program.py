@@ -23,14 +23,21 @@ from .tensors import dtype_name
 _FRAME = re.compile(r'File "([^"]+)", line (\d+)')
 
 
-def trace_program(path: str, inputs: Sequence[InputSpec] = ()) -> Trace:
-    """The trace of a saved program: ``.pt2`` from torch.export.save, or a TorchScript archive."""
+def trace_program(path: str, inputs: Sequence[InputSpec] = (), layer_shapes: bool = False) -> Trace:
+    """The trace of a saved program: ``.pt2`` from torch.export.save, or a TorchScript archive.
+
+    ``layer_shapes=True`` (what fc-size needs) refuses a TorchScript archive, which cannot show them."""
     if not os.path.exists(path):
         raise CheckpointError(f"file not found: {path}")
     kind = archive_kind(path) if not os.path.isdir(path) else None
     if kind == "torch.export":
         return exported_trace(path, inputs)
     if kind == "torchscript":
+        if layer_shapes:
+            raise CheckpointError(
+                f"{path} is a TorchScript archive: Python hooks do not run inside TorchScript, so the size each "
+                "nn.Linear receives cannot be seen. Run fc-size on the model's .py file, or on a .pt2 from "
+                "torch.export.save; `convshape trace` shows the archive's module tree")
         return scripted_trace(path, inputs)
     if kind == "torch.save" or path.lower().endswith(".safetensors"):
         raise CheckpointError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -286,3 +287,26 @@ def test_sharded_checkpoint_index(tmp_path: Path, suffix: str) -> None:
     os.remove(tmp_path / next(iter(shards)))
     with pytest.raises(CheckpointError, match="names the shard model-00001-of-00002"):
         checkpoint_report(index)
+
+
+def test_damaged_files_give_a_clear_error(tmp_path: Path) -> None:
+    """Random damage to a legacy (plain pickle) checkpoint: a listing or a CheckpointError, never a traceback."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    good = tmp_path / "good.pt"
+    torch.save(mnist().state_dict(), good, _use_new_zipfile_serialization=False)
+    data = good.read_bytes()[:4000]  # the pickles come first; the storages' bytes follow
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(st.tuples(st.integers(0, len(data) - 1), st.integers(0, 255)), min_size=1, max_size=4))
+    def damaged(flips: list[tuple[int, int]]) -> None:
+        raw = bytearray(data)
+        for at, value in flips:
+            raw[at] = value
+        path = tmp_path / "damaged.pt"
+        path.write_bytes(bytes(raw))
+        with contextlib.suppress(CheckpointError):
+            checkpoint_report(path)
+
+    damaged()

@@ -199,6 +199,8 @@ def test_exported_program_from_graph_metadata(tmp_path: Path) -> None:
     assert fc1.ok and fc1.flattened_from is not None and fc1.flattened_from.factors == (50, 4, 4)
     result = runner.invoke(app, ["trace", str(path)])
     assert result.exit_code == 0 and "[64, 50, 4, 4]" in result.stdout
+    fc = runner.invoke(app, ["fc-size", str(path), "-f", "json"])
+    assert fc.exit_code == 0 and [c["required"] for c in json.loads(fc.stdout)["layers"]] == [800, 500]
 
 
 def test_exported_program_with_a_dynamic_batch(tmp_path: Path) -> None:
@@ -223,6 +225,8 @@ def test_torchscript_module_tree(tmp_path: Path) -> None:
     with_input = runner.invoke(app, ["trace", str(path), "-i", "64x784", "-f", "json"])
     assert with_input.exit_code == 0
     assert json.loads(with_input.stdout)["rows"][0]["output_shapes"] == [list(model(torch.randn(64, 784)).shape)]
+    fc = runner.invoke(app, ["fc-size", str(path), "-i", "64x784"])
+    assert fc.exit_code == 2 and "TorchScript" in fc.output and ".pt2" in fc.output
 
 
 def test_state_dict_is_not_a_program(tmp_path: Path) -> None:
