@@ -494,7 +494,7 @@ class Flat:
     """The tree flattened: tensors by dotted path, the dicts of tensors (state dicts), plain values."""
 
     tensors: dict[str, TensorRef] = field(default_factory=dict)
-    state_dicts: dict[str, dict[str, TensorRef]] = field(default_factory=dict)
+    state_dicts: dict[str, dict[str, TensorRef]] = field(default_factory=dict)  # each dict's tensor values
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
@@ -513,8 +513,9 @@ def _walk(obj: Any, path: str, flat: Flat, depth: int) -> None:
         flat.tensors[path] = obj
     elif isinstance(obj, dict):
         items = list(obj.items())
-        if items and all(isinstance(v, TensorRef) for _, v in items):
-            flat.state_dicts[path] = {str(k): v for k, v in items}
+        tensors = {str(k): v for k, v in items if isinstance(v, TensorRef)}
+        if tensors:  # a state dict, possibly with plain values beside its tensors
+            flat.state_dicts[path] = tensors
         for k, v in items:
             _walk(v, _join(path, k), flat, depth + 1)
     elif isinstance(obj, (list, tuple)):

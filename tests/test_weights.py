@@ -156,6 +156,12 @@ def test_torch_compile_prefix_and_the_reverse(tmp_path: Path) -> None:
     Wrapper().load_state_dict(scope["state_dict"])
 
 
+def test_state_dict_with_plain_values_beside_it(tmp_path: Path) -> None:
+    torch.save({**mnist().state_dict(), "epoch": 3, "arch": "M"}, tmp_path / "flat.pt")
+    report = compare_weights(mnist(), tmp_path / "flat.pt")
+    assert report.ok and report.state_dict == "" and report.checkpoint_keys == 8
+
+
 def test_missing_and_unexpected(tmp_path: Path) -> None:
     state = mnist().state_dict()
     del state["fc2.bias"]
