@@ -153,11 +153,12 @@ def exported_trace(path: str, inputs: Sequence[InputSpec] = ()) -> Trace:
         producer[node.name] = index
         for _, scope in [("", 0), *open_scopes]:
             rows[scope]["members"].append(node)
-    frozen = _freeze(rows, vals, producer, param_nodes, params, state, symbols, user_inputs, graph)
+    stored = _weight_files(path)  # tied parameters share one weight file in the archive
+    frozen = _freeze(rows, vals, producer, param_nodes, params, state, symbols, user_inputs, graph, stored)
     infos = tuple(TensorInfo(_dims(v, symbols), dtype_name(v.dtype)) for n in user_inputs for v in vals[n.name])
-    n_params = sum(math.prod(state[k].shape) for k in sig.inputs_to_parameters.values() if k in state)
-    n_bytes = sum(math.prod(state[k].shape) * state[k].element_size()
-                  for k in sig.inputs_to_parameters.values() if k in state)
+    unique = {stored.get(k, k): state[k] for k in sig.inputs_to_parameters.values() if k in state}
+    n_params = sum(math.prod(t.shape) for t in unique.values())
+    n_bytes = sum(math.prod(t.shape) * t.element_size() for t in unique.values())
     notes = [
         "traced from the exported graph's own shape metadata (node.meta['val']): no forward pass ran",
         "shows the ATen ops torch.export recorded (F.relu appears as aten relu, x.view as aten view) inside the "
@@ -175,6 +176,21 @@ def exported_trace(path: str, inputs: Sequence[InputSpec] = ()) -> Trace:
                  tuple(notes))
 
 
+def _weight_files(path: str) -> dict[str, str]:
+    """Parameter name -> the weight file holding it, from the archive's weights config (tied parameters
+    share one file; torch.export.load gives them separate tensors)."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            name = next((n for n in z.namelist() if n.endswith("data/weights/model_weights_config.json")), None)
+            config = json.loads(z.read(name))["config"] if name else {}
+        return {k: str(v.get("path_name", k)) for k, v in config.items() if isinstance(v, dict)}
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
+        return {}
+
+
 def _clean_path(path: str) -> str:
     """``L['self'].layers[0].attn`` (older exports) -> ``layers.0.attn``."""
     path = path.removeprefix("L['self'].").removeprefix("L['self']")
@@ -183,7 +199,7 @@ def _clean_path(path: str) -> str:
 
 def _freeze(rows: list[dict[str, Any]], vals: dict[str, list[Any]], producer: dict[str, int | None],
             param_nodes: dict[str, str], params: set[str], state: dict[str, Any], symbols: dict[str, str],
-            user_inputs: list[Any], graph: Any) -> list[Row]:
+            user_inputs: list[Any], graph: Any, stored: dict[str, str]) -> list[Row]:
     calls: dict[str, int] = {}
     out: list[Row] = []
     output_node = next(n for n in graph.nodes if n.op == "output")
@@ -213,8 +229,8 @@ def _freeze(rows: list[dict[str, Any]], vals: dict[str, list[Any]], producer: di
             out_nodes = [m for m in members if any(u.name not in names for u in m.users)] or members[-1:]
             # a getitem outside the scope reads a member's tuple: the member is the output
         prefix = f"{r['path']}." if r["path"] else ""
-        owned = sum(math.prod(state[k].shape) for n, k in param_nodes.items() if n in params
-                    and k.startswith(prefix) and k in state)
+        owned = sum(math.prod(t.shape) for t in {stored.get(k, k): state[k] for n, k in param_nodes.items()
+                                                 if n in params and k.startswith(prefix) and k in state}.values())
         call = calls.get(r["name"], 0)
         calls[r["name"]] = call + 1
         outs = [v for n in out_nodes for v in vals.get(n.name, [])]

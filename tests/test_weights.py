@@ -247,3 +247,16 @@ def test_weights_file_errors(command: str, tmp_path: Path) -> None:
                                                                              else [])
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "checkpoint not found" in result.output
+
+
+@pytest.mark.parametrize(("file", "factory", "example"), [
+    ("resnet_style.py", "resnet_small", torch.randn(2, 3, 32, 32)),
+    ("llama.py", "llama_tiny", torch.zeros(2, 16, dtype=torch.int64)),  # tied embedding, SDPA, rotary
+])
+def test_exported_models_match_forward_hooks(tmp_path: Path, file: str, factory: str, example: torch.Tensor) -> None:
+    model = getattr(load_file(EXAMPLES / file), factory)().eval()
+    torch.export.save(torch.export.export(model, (example,)), tmp_path / "m.pt2")
+    trace = trace_program(str(tmp_path / "m.pt2"))
+    got = [(r.name, r.op, list(r.input_shapes), list(r.output_shapes)) for r in trace.module_rows()]
+    assert got == [(c["name"], c["type"], c["in"], c["out"]) for c in torch_module_calls(model, example)]
+    assert trace.totals.params == trace.rows[0].params == sum(p.numel() for p in model.parameters())
