@@ -120,7 +120,8 @@ theirs = best(lambda: torch.load(sys.argv[1], mmap=True, weights_only=True), n)
 print(f"| `checkpoint_report(llama7b.pt)` | {ours * 1000:.1f} ms |")
 print(f"| `checkpoint_report(llama7b.safetensors)` | {st * 1000:.1f} ms |")
 print(f"| `torch.load(llama7b.pt, mmap=True, weights_only=True)` | {theirs * 1000:.1f} ms |")
-print(f"\nin-process, torch already imported: checkpoint_report {theirs / ours:.1f}x faster than torch.load")
+print()
+print(f"in-process, torch already imported: checkpoint_report {theirs / ours:.1f}x faster than torch.load")
 """
 
 

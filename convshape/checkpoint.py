@@ -237,12 +237,21 @@ def is_checkpoint_path(text: str) -> bool:
     return text.lower().endswith(CHECKPOINT_SUFFIXES)
 
 
-def archive_kind(path: str) -> str | None:
-    """'torch.save', 'torch.export' or 'torchscript' for a zip archive torch wrote; None otherwise."""
-    if not zipfile.is_zipfile(path):
+def _zip_names(path: str) -> list[str] | None:
+    """The archive's member names; None for a file that is not a zip archive."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return z.namelist()
+    except (zipfile.BadZipFile, OSError):
         return None
-    with zipfile.ZipFile(path) as z:
-        names = z.namelist()
+
+
+def archive_kind(path: str, names: list[str] | None = None) -> str | None:
+    """'torch.save', 'torch.export' or 'torchscript' for a zip archive torch wrote; 'zip' for another zip
+    archive; None for a file that is not one."""
+    names = names if names is not None else _zip_names(path)
+    if names is None:
+        return None
     tails = {n.split("/", 1)[1] if "/" in n else n for n in names}
     if "archive_format" in tails or any(t.startswith("models/") and t.endswith(".json") for t in tails):
         return "torch.export"
@@ -250,7 +259,7 @@ def archive_kind(path: str) -> str | None:
         return "torchscript"
     if "data.pkl" in tails:
         return "torch.save"
-    return None
+    return "zip"
 
 
 def read(path: str, trust_pickle: bool = False) -> Contents:
@@ -264,18 +273,19 @@ def read(path: str, trust_pickle: bool = False) -> Contents:
         return _read_safetensors(path, size)
     if path.lower().endswith(".index.json"):
         return _read_sharded(path, trust_pickle)
-    kind = archive_kind(path)
+    names = _zip_names(path)
+    kind = archive_kind(path, names)
     if kind in ("torch.export", "torchscript"):
         what = "a torch.export program (.pt2)" if kind == "torch.export" else "a TorchScript archive"
         raise CheckpointError(f"{path} is {what}, not a checkpoint of tensors; "
                               f"show its shapes with `convshape trace {path}`")
-    if kind is None and zipfile.is_zipfile(path):
+    if kind == "zip":
         raise CheckpointError(f"{path} is a zip archive but not one torch.save wrote (no data.pkl in it)")
     if size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes); expected a torch.save or safetensors file")
     try:
         if kind == "torch.save":
-            return _read_torch_zip(path, size, trust_pickle)
+            return _read_torch_zip(path, size, trust_pickle, names or [])
         return _read_torch_legacy(path, size, trust_pickle)
     except (zipfile.BadZipFile, OSError) as e:
         raise CheckpointError(f"cannot read {path}: {type(e).__name__}: {e}") from None
@@ -378,13 +388,12 @@ def _refused(path: str, qualname: str) -> UnsafePickleError:
     )
 
 
-def _read_torch_zip(path: str, size: int, trust: bool) -> Contents:
+def _read_torch_zip(path: str, size: int, trust: bool, names: list[str]) -> Contents:
     with zipfile.ZipFile(path) as z, open(path, "rb") as f:
-        pkl = next(n for n in z.namelist() if n.endswith("data.pkl") and n.count("/") == 1)
+        pkl = next(n for n in names if n.endswith("data.pkl") and n.count("/") == 1)
         prefix = pkl.rsplit("/", 1)[0]
         data = _record(z, f, pkl)
-        byteorder = _record(z, f, f"{prefix}/byteorder").decode() if f"{prefix}/byteorder" in z.namelist() \
-            else "little"
+        byteorder = _record(z, f, f"{prefix}/byteorder").decode() if f"{prefix}/byteorder" in names else "little"
     try:
         tree = _HeaderUnpickler(io.BytesIO(data)).load()
     except _Refused as e:
@@ -535,6 +544,10 @@ def _group_totals(entries: list[TensorEntry], key: Any) -> tuple[GroupTotal, ...
     return tuple(GroupTotal(name, *v) for name, v in out.items())
 
 
+def _nbytes(t: TensorRef) -> int:
+    return t.nbytes if t.nbytes is not None else int(t.numel * DTYPE_BYTES.get(t.dtype, 0))
+
+
 def report_of(contents: Contents) -> CheckpointReport:
     flat = flatten(contents.tree)
     by_storage: dict[str, list[str]] = {}
@@ -547,7 +560,7 @@ def report_of(contents: Contents) -> CheckpointReport:
     dtypes: dict[str, int] = {}
     for name, t in flat.tensors.items():
         numel = t.numel
-        nbytes = t.nbytes if t.nbytes is not None else int(numel * DTYPE_BYTES.get(t.dtype, 0))
+        nbytes = _nbytes(t)
         shared = tuple(n for n in by_storage.get(t.storage.key, ()) if n != name) if t.storage else ()
         entries.append(TensorEntry(name=name, group=name.rpartition(".")[0], shape=t.shape, dtype=t.dtype,
                                    numel=numel, bytes=nbytes, storage=t.storage.key if t.storage else None,
@@ -572,8 +585,8 @@ def report_of(contents: Contents) -> CheckpointReport:
         path=contents.path, format=contents.format, file_bytes=contents.file_bytes, tensors=tuple(entries),
         groups=groups, top_level=top, totals=totals, storage_bytes=storage_bytes, dtypes=dtypes,
         state_dicts=tuple(GroupTotal(where, len(sd), sum(t.numel for t in sd.values()),
-                                     sum(e.bytes for e in entries if e.name in {_join(where, k) for k in sd}))
-                          for where, sd in flat.state_dicts.items()), metadata=metadata, notes=tuple(notes),
+                                     sum(_nbytes(t) for t in sd.values())) for where, sd in flat.state_dicts.items()),
+        metadata=metadata, notes=tuple(notes),
     )
 
 
