@@ -12,6 +12,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 from convshape import compare_weights, trace_program
+from convshape.checkpoint import UnsafePickleError
 from convshape.cli import app
 from convshape.fc import fc_report
 
@@ -260,3 +261,24 @@ def test_exported_models_match_forward_hooks(tmp_path: Path, file: str, factory:
     got = [(r.name, r.op, list(r.input_shapes), list(r.output_shapes)) for r in trace.module_rows()]
     assert got == [(c["name"], c["type"], c["in"], c["out"]) for c in torch_module_calls(model, example)]
     assert trace.totals.params == trace.rows[0].params == sum(p.numel() for p in model.parameters())
+
+
+def test_programs_and_damaged_archives_given_to_params(tmp_path: Path) -> None:
+    model = mnist().eval()
+    torch.export.save(torch.export.export(model, (torch.randn(1, 784),)), tmp_path / "m.pt2")
+    result = runner.invoke(app, ["params", str(tmp_path / "m.pt2")])
+    assert result.exit_code == 2 and "torch.export program" in result.output and "convshape trace" in result.output
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    data = (tmp_path / "m.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[:len(data) // 2])  # the zip's directory is at the end: gone
+    result = runner.invoke(app, ["params", str(tmp_path / "cut.pt")])
+    assert result.exit_code == 2 and "error:" in result.output and "Traceback" not in result.output
+
+
+def test_trusted_whole_model_as_weights(tmp_path: Path) -> None:
+    torch.save(nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)), tmp_path / "whole.pt")
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 5))
+    with pytest.raises(UnsafePickleError, match="--trust-pickle"):
+        compare_weights(model, tmp_path / "whole.pt")
+    report = compare_weights(model, tmp_path / "whole.pt", trust_pickle=True)
+    assert report.fixes == {"2": "nn.Linear(3, 2)"}
