@@ -9,7 +9,7 @@ from .errors import ConvshapeError, InputSpecError, LoadError, TraceError
 __version__ = "0.1.0"
 __all__ = [
     "CheckpointReport", "ConvshapeError", "InputSpecError", "LoadError", "ParamReport", "Trace", "TraceError",
-    "WeightsReport", "__version__", "checkpoint_report", "compare_weights", "fc_size", "parameters",
+    "Value", "WeightsReport", "__version__", "checkpoint_report", "compare_weights", "fc_size", "parameters",
     "trace_model", "trace_program",
 ]  # fmt: skip
 
@@ -19,10 +19,11 @@ if TYPE_CHECKING:
     from .checkpoint_records import CheckpointReport, WeightsReport
     from .program import trace_program
     from .records import ParamReport, Trace
+    from .spec import Value
     from .weights import compare_weights
 
 _LAZY = {"trace_model": "api", "parameters": "api", "fc_size": "api", "Trace": "records",
-         "ParamReport": "records", "checkpoint_report": "checkpoint", "compare_weights": "weights",
+         "ParamReport": "records", "Value": "spec", "checkpoint_report": "checkpoint", "compare_weights": "weights",
          "trace_program": "program", "CheckpointReport": "checkpoint_records", "WeightsReport": "checkpoint_records"}
 
 

@@ -251,7 +251,7 @@ def _freeze(rows: list[dict[str, Any]], vals: dict[str, list[Any]], producer: di
 def scripted_trace(path: str, inputs: Sequence[InputSpec] = ()) -> Trace:
     import warnings
 
-    from .api import make_input
+    from .inputs import make_input
 
     try:
         with warnings.catch_warnings():
