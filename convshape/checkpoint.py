@@ -361,8 +361,8 @@ def _read_sharded(path: str, trust: bool) -> Contents:
         flat = flatten(part.tree).tensors
         tree.update({k: v for k, v in flat.items() if weight_map.get(k) == shard})
         total += part.file_bytes
-        stored += part.storage_bytes if part.storage_bytes is not None else sum(
-            t.storage.nbytes for t in {id(t.storage): t for t in flat.values() if t.storage}.values())
+        storages = {t.storage.key: t.storage.nbytes for t in flat.values() if t.storage is not None}
+        stored += part.storage_bytes if part.storage_bytes is not None else sum(storages.values())
         notes += [f"{shard}: {n}" for n in part.notes]
     missing = [k for k in weight_map if k not in tree]
     if missing:

@@ -284,7 +284,7 @@ def scripted_trace(path: str, inputs: Sequence[InputSpec] = ()) -> Trace:
                             "", getattr(module, "original_name", "ScriptModule"))
     else:
         notes.append("give --input SHAPE to run its forward once and show the output shape")
-    rows = []
+    rows: list[Row] = []
     index_of: dict[str, int] = {}
     for name, sub in module.named_modules():
         depth = name.count(".") + 1 if name else 0

@@ -10,13 +10,13 @@ import os
 from typing import Any
 
 from torch import nn
-from torch.nn.parameter import UninitializedTensorMixin
+from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
 from .checkpoint import CheckpointError, TensorRef, flatten, read
 from .checkpoint_records import PrefixFix, ShapeMismatch, WeightsReport
 from .diagnose import _CONV, LAYER_ATTRS, constructor
 from .fc import LINEARS, describe_origin, flatten_origin
-from .records import Shape, Trace
+from .records import Row, Shape, Trace
 from .tensors import dtype_name
 from .text import shape_text
 
@@ -37,7 +37,7 @@ def model_keys(model: nn.Module) -> ModelKeys:
     """What ``load_state_dict`` expects: the model's state_dict keys (persistent buffers included)."""
     out: ModelKeys = {}
     for key, t in model.state_dict(keep_vars=True).items():
-        lazy = isinstance(t, UninitializedTensorMixin)
+        lazy = isinstance(t, (UninitializedParameter, UninitializedBuffer))
         out[key] = (None if lazy else tuple(t.shape), dtype_name(t.dtype))
     return out
 
@@ -252,10 +252,10 @@ def compare_weights(model: nn.Module, path: str | os.PathLike[str], trust_pickle
 def with_trace(report: WeightsReport, trace: Trace) -> WeightsReport:
     """Add to each mismatching layer what the forward pass gives it, and whether the checkpoint's
     shape fits that: for fc1, the trace shows it receives 800 = 50 x 4 x 4 from max_pool2d."""
-    first = {}
-    for row in trace.rows:
-        if row.kind == "module" and row.name not in first:
-            first[row.name] = row
+    first: dict[str, Row] = {}
+    for r in trace.rows:
+        if r.kind == "module" and r.name not in first:
+            first[r.name] = r
     out = []
     for m in report.mismatches:
         row = first.get(m.module)
