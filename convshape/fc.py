@@ -31,15 +31,36 @@ def factors_of(shape: tuple[int, ...], features: int) -> tuple[int, ...]:
     return ()
 
 
+# Ops that hand the flattened features on unchanged in meaning (feature j is still the same element of
+# the pre-flatten tensor): a flatten followed by these still explains the size a Linear receives.
+_PASS_FUNCS = {"relu", "relu_", "gelu", "silu", "sigmoid", "tanh", "leaky_relu", "elu", "selu", "celu", "mish",
+               "hardtanh", "hardswish", "hardsigmoid", "softplus", "relu6", "dropout", "dropout1d", "dropout2d",
+               "alpha_dropout", "feature_alpha_dropout", "contiguous", "clone", "detach", "to", "float", "double",
+               "half", "bfloat16", "type", "abs", "neg", "exp", "square", "sqrt"}
+_PASS_MODULES = {"ReLU", "ReLU6", "LeakyReLU", "PReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish", "Sigmoid",
+                 "Tanh", "Hardtanh", "Hardswish", "Hardsigmoid", "Softplus", "Softsign", "Dropout", "Dropout1d",
+                 "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout", "Identity"}
+
+
+def _passes_features_on(row: Row) -> bool:
+    """True for an elementwise, parameter-free row that keeps its input's shape: the data it returns is
+    still the data it was given, position by position (a LayerNorm or a Linear makes new data)."""
+    if not row.input_shapes or not row.output_shapes or row.input_shapes[0] != row.output_shapes[0]:
+        return False
+    if row.kind == "module":
+        return row.op in _PASS_MODULES
+    return row.name in _PASS_FUNCS and row.params == 0
+
+
 def flatten_row(rows: tuple[Row, ...], row: Row) -> Row | None:
-    """The flatten/view that made a layer's input, followed back through shape-preserving ops."""
+    """The flatten/view that made the tensor a layer receives, followed back through the data: only
+    elementwise ops (activations, dropout) lie between them; any layer that makes new data ends the walk."""
     src = row.inputs_from[0] if row.input_shapes and row.inputs_from else None
     while src is not None:
         r = rows[src]
         if _is_flatten(r):
             return r
-        same_shape = r.input_shapes and r.output_shapes and r.input_shapes[0] == r.output_shapes[0]
-        if not same_shape or not r.inputs_from:
+        if not _passes_features_on(r) or not r.inputs_from:
             return None
         src = r.inputs_from[0]
     return None

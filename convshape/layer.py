@@ -11,6 +11,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from .errors import InputSpecError
@@ -30,6 +31,26 @@ class LayerCall:
     @property
     def text(self) -> str:
         return f"nn.{self.cls.__name__}(" + ", ".join(f"{k}={v!r}" for k, v in self.named.items()) + ")"
+
+
+def _rnn_signature(cls: type[nn.Module]) -> inspect.Signature:
+    """RNN, LSTM and GRU take ``(*args, **kwargs)``; their documented positional order, so each is named."""
+    P = inspect.Parameter
+    names: list[str | tuple[str, object]] = ["input_size", "hidden_size", ("num_layers", 1)]
+    if issubclass(cls, nn.RNN):
+        names.append(("nonlinearity", "tanh"))
+    names += [("bias", True), ("batch_first", False), ("dropout", 0.0), ("bidirectional", False)]
+    names.append(("proj_size", 0))  # RNNBase binds it positionally for all three (only LSTM accepts non-zero)
+    names += [("device", None), ("dtype", None)]
+    params = [P(n, P.POSITIONAL_OR_KEYWORD) if isinstance(n, str) else P(n[0], P.POSITIONAL_OR_KEYWORD, default=n[1])
+              for n in names]
+    return inspect.Signature(params)
+
+
+def _signature(cls: type[nn.Module]) -> inspect.Signature:
+    if issubclass(cls, (nn.RNN, nn.LSTM, nn.GRU)):
+        return _rnn_signature(cls)
+    return inspect.signature(cls)
 
 
 def parse_layer(expr: str) -> LayerCall:
@@ -63,18 +84,26 @@ def parse_layer(expr: str) -> LayerCall:
                              f"True/False/None); expected {FORM}") from None
     if any(k.arg is None for k in node.keywords) or any(isinstance(a, ast.Starred) for a in node.args):
         raise InputSpecError(f"layer {expr!r}: * and ** arguments are not accepted; expected {FORM}")
+    signature = _signature(cls)
     try:
-        bound = inspect.signature(cls).bind(*args, **kwargs)
+        bound = signature.bind(*args, **kwargs)
     except TypeError as e:
-        raise InputSpecError(f"layer {expr!r}: {e}; nn.{name} takes {inspect.signature(cls)}") from None
+        raise InputSpecError(f"layer {expr!r}: {e}; nn.{name} takes {signature}") from None
     return LayerCall(cls, args, kwargs, dict(bound.arguments))
 
 
-def build_layer(call: LayerCall) -> nn.Module:
+def build_layer(call: LayerCall, device: str | None = None) -> nn.Module:
+    """Build the layer; on ``device="meta"`` no weight is allocated (``nn.Linear(100000, 100000)`` is 40 GB)."""
     try:
-        return call.cls(*call.args, **call.kwargs)
+        if device is None:
+            return call.cls(*call.args, **call.kwargs)
+        with torch.device(device):
+            return call.cls(*call.args, **call.kwargs)
     except Exception as e:
         raise InputSpecError(f"{call.text} raised {type(e).__name__}: {e}") from None
+
+
+_CPU_FALLBACK_BYTES = 1 << 30  # a layer that cannot run on meta is rebuilt on the CPU only when this small
 
 
 @dataclass(frozen=True)
@@ -108,10 +137,18 @@ def run_layer(expr: str, *inputs: Any) -> LayerReport:
     from .explain import explanations
 
     call = parse_layer(expr)
-    module = build_layer(call)
+    # Shapes, arithmetic and parameter counts need no values: build and run on meta, allocating nothing.
+    module = build_layer(call, "meta")
     try:
-        trace = trace_model(module, *inputs, device="cpu", label=call.text)
+        trace = trace_model(module, *inputs, device="meta", label=call.text)
     except TraceError as e:
         trace = e.trace  # type: ignore[assignment]
+        if trace.error is not None and trace.error.expected is None and trace.totals.bytes <= _CPU_FALLBACK_BYTES:
+            # not a shape mismatch: an op with no meta kernel, or one that reads values; run it for real
+            module = build_layer(call)
+            try:
+                trace = trace_model(module, *inputs, device="cpu", label=call.text)
+            except TraceError as e2:
+                trace = e2.trace  # type: ignore[assignment]
     explain = explanations(trace.rows).get(0, []) if trace.rows else []
     return LayerReport(call, trace, parameters(module, call.text), explain)

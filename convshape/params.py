@@ -66,7 +66,8 @@ def formula(module: nn.Module, local: str, shape: tuple[int, ...]) -> str:
         return f"normalized_shape {list(shape)} = {n:,}"
     if kind in _GATES and isinstance(module, nn.RNNBase):
         gates = _GATES[kind] if kind != "RNN" else 1
-        what = "hidden" if "_hh" in local or "hr" in local else "in"
+        proj = getattr(module, "proj_size", 0)
+        what = ("proj" if proj else "hidden") if "_hh" in local else "in"
         if local.startswith("weight_hr"):
             return f"proj {shape[0]} x hidden {shape[1]} = {n:,}"
         if local.startswith("weight"):

@@ -258,6 +258,8 @@ class Recorder(TorchFunctionMode):
         self._param_counts: dict[int, int] = subtree_param_counts(root)
         self._attrs: dict[int, dict[str, Any]] = {}
         self.input_ids: set[int] = set()  # the model's input tensors (alive for the whole pass)
+        self._held = {id(t) for t in (*root.parameters(), *root.buffers())}  # storage that existed before
+        self._bases: dict[int, weakref.ref[torch.Tensor]] = {}  # view bases already counted
         self._busy = False
         self._failed_fn: Row | None = None
         self._handles: list[Any] = []
@@ -335,12 +337,28 @@ class Recorder(TorchFunctionMode):
             key = id(t)
             entry = self._producers.get(key)
             existed = entry is not None and entry[0]() is t
-            if not existed and t._base is None and key not in self.input_ids:
-                allocated += t.numel() * t.element_size()
+            if not existed and key not in self.input_ids:
+                allocated += self._new_storage_bytes(t)
             if keep_inner and existed and entry[1] > index:  # type: ignore[index]
                 continue  # made by a layer inside this one: the inner one is the more useful origin
             self._producers[key] = (weakref.ref(t), index)
         return tuple(shapes), tuple(dtypes), allocated
+
+    def _new_storage_bytes(self, t: torch.Tensor) -> int:
+        """Bytes of ``t``'s storage if no earlier row, input, parameter or buffer holds it; a view counts
+        its base's storage, once (``nn.MultiheadAttention(batch_first=True)`` returns a view of storage it
+        allocated inside)."""
+        base = t._base
+        if base is None:
+            return t.numel() * t.element_size()
+        key = id(base)
+        entry = self._producers.get(key)
+        counted = self._bases.get(key)
+        if (entry is not None and entry[0]() is base) or (counted is not None and counted() is base) or \
+                key in self.input_ids or key in self._held:
+            return 0
+        self._bases[key] = weakref.ref(base)
+        return base.numel() * base.element_size()
 
     def _params_of(self, module: nn.Module) -> int:
         key = id(module)

@@ -140,3 +140,46 @@ def test_trace_explain_and_costs_cli() -> None:
     conv1 = data["rows"][2]
     assert conv1["macs"] == 18_432_000 and conv1["explain"][0].startswith("H: floor(")
     assert conv1["receptive_field"] == [{"size": 5, "jump": 1, "start": 2.0}] * 2
+
+
+def test_layer_names_each_rnn_argument() -> None:
+    call = parse_layer("nn.LSTM(10, 20, batch_first=True)")
+    assert call.text == "nn.LSTM(input_size=10, hidden_size=20, batch_first=True)"
+    rnn = parse_layer("nn.RNN(10, 20, 2, 'relu')")
+    assert rnn.named == {"input_size": 10, "hidden_size": 20, "num_layers": 2, "nonlinearity": "relu"}
+    built = rnn.cls(*rnn.args, **rnn.kwargs)  # torch binds the same way
+    assert (built.num_layers, built.nonlinearity) == (2, "relu")
+    result = runner.invoke(app, ["layer", "nn.LSTM(10, 20, batch_first=True)", "-i", "2x7x10", "-f", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["arguments"] == {"input_size": 10, "hidden_size": 20, "batch_first": True}
+    want = [list(t.shape) for t in (lambda o: [o[0], *o[1]])(nn.LSTM(10, 20, batch_first=True)(torch.zeros(2, 7, 10)))]
+    assert data["output_shapes"] == want
+
+
+def test_lstm_proj_size_factor_is_labelled_proj() -> None:
+    lstm = nn.LSTM(10, 20, proj_size=5)
+    formulas = {p.name: p.formula for p in convshape.parameters(lstm).parameters}
+    assert formulas["weight_hh_l0"] == "gates 4 x hidden 20 x proj 5 = 400"
+    assert lstm.weight_hh_l0.shape == (80, 5)
+    assert formulas["weight_hr_l0"] == "proj 5 x hidden 20 = 100"
+
+
+def test_layer_builds_on_meta_without_allocating() -> None:
+    import resource
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    report = __import__("convshape.layer", fromlist=["run_layer"]).run_layer("nn.Linear(1000, 10)", "2x1000")
+    assert report.trace.device == "meta" and report.trace.rows[0].output_shapes == ((2, 10),)
+    # 40 GB of weights would not fit under a 6 GB address-space limit: the command must still answer
+    code = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30)); "
+            "from convshape.cli import main; main()")
+    proc = subprocess.run([sys.executable, "-c", code, "layer", "nn.Linear(100000, 100000)", "-i", "2x100000"],
+                          cwd=ROOT, capture_output=True, text=True, env={**__import__("os").environ,
+                                                                          "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    assert "output  [2, 100000]" in proc.stdout and "total    10,000,100,000 parameters" in proc.stdout
+    assert resource  # the limit is set inside the child

@@ -140,3 +140,27 @@ def test_counting_costs_does_not_import_dynamo() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
+
+
+def _storage_bytes(value: object, seen: dict[int, int]) -> None:
+    """Bytes of every distinct storage behind the tensors in ``value``: torch's own answer."""
+    if isinstance(value, torch.Tensor):
+        storage = value.untyped_storage()
+        seen[storage.data_ptr()] = storage.nbytes()
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            _storage_bytes(v, seen)
+
+
+@pytest.mark.parametrize("layer,inputs", [
+    (nn.MultiheadAttention(16, 2, batch_first=True), ((2, 5, 16),) * 3),
+    (nn.LSTM(10, 20, batch_first=True), ((2, 7, 10),)),
+    (nn.GRU(10, 20, batch_first=True, num_layers=2), ((3, 4, 10),)),
+])
+def test_outputs_that_view_storage_made_inside_a_layer_are_counted_once(
+        layer: nn.Module, inputs: tuple[tuple[int, ...], ...]) -> None:
+    tensors = [torch.randn(*shape) for shape in inputs]
+    seen: dict[int, int] = {}
+    with torch.no_grad():
+        _storage_bytes(layer(*tensors), seen)
+    assert convshape.trace_model(layer, *tensors).activation_bytes == sum(seen.values()) > 0

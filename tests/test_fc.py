@@ -85,3 +85,37 @@ def test_resnet_head_ok(device: str) -> None:
     report = fc_report(ran.trace)
     (fc,) = report.layers
     assert fc.ok and fc.required == model.fc.in_features
+
+
+class _SameWidth(nn.Module):
+    """conv -> flatten -> fc1 (800 -> 800) -> LayerNorm -> fc2: fc2's input comes from the norm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 50, 3)
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(800, 800)
+        self.norm = nn.LayerNorm(800)
+        self.drop = nn.Dropout(0.1)
+        self.fc2 = nn.Linear(800, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.norm(self.fc1(self.drop(torch.relu(self.flatten(self.conv(x)))))))
+
+
+def test_origin_follows_the_data_not_the_nearest_flatten() -> None:
+    from convshape.render import to_text
+    from convshape.render.table import fc_table
+
+    report = convshape.fc_size(_SameWidth(), "2x1x6x6")
+    fc1, fc2 = report.layers
+    # fc1 receives the flattened conv output, through relu and dropout (elementwise: still the same features)
+    assert fc1.flattened_from is not None and fc1.flattened_from.factors == (50, 4, 4)
+    assert fc1.flattened_from.producer == "conv (Conv2d)"
+    # fc2 receives what the LayerNorm made: no factorisation, and the table says what the JSON says
+    assert fc2.flattened_from is None and fc2.produced_by == "norm (LayerNorm)"
+    table = to_text(fc_table(report))
+    fc2_line = next(line for line in table.splitlines() if line.startswith("fc2"))
+    assert "800 from norm (LayerNorm)" in fc2_line and "50 x 4 x 4" not in fc2_line
+    data = report.to_dict()["layers"][1]
+    assert data["flattened_from"] is None and data["produced_by"] == "norm (LayerNorm)"

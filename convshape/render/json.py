@@ -38,13 +38,15 @@ def to_json(report: _Report, explain: bool = False) -> str:
     """
     data = report.to_dict()
     if explain and "rows" in data:
-        from ..explain import explanations, receptive_fields
+        from ..explain import explanations, field_map
 
         rows = report.rows  # type: ignore[attr-defined]
-        fields = receptive_fields(rows)
+        fields = field_map(rows)
         lines = explanations(rows, fields)
         for row in data["rows"]:
             row["explain"] = lines.get(row["index"], [])
-            rf = fields.get(row["index"])
+            rf = fields.known.get(row["index"])
             row["receptive_field"] = [{"size": f.size, "jump": f.jump, "start": f.start} for f in rf] if rf else None
+            unknown = fields.unknown.get(row["index"])
+            row["receptive_field_unknown"] = f"unknown {unknown}" if unknown else None
     return _dump(data, 0)
