@@ -76,6 +76,12 @@ TimeoutOpt = Annotated[float, typer.Option(
 AsciiOpt = Annotated[bool, typer.Option(
     "--ascii", help="ASCII-only output (also chosen by itself when stdout cannot encode box-drawing characters).")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show Python tracebacks.")]
+WeightsOpt = Annotated[str | None, typer.Option(
+    "--weights", "-w", help="Compare the model with this checkpoint (.pt/.pth/.bin/.safetensors), key by key; "
+    "exit 1 when they do not fit.", show_default=False)]
+TrustOpt = Annotated[bool, typer.Option(
+    "--trust-pickle", help="Load a checkpoint that holds pickled Python objects (runs code from the file: "
+    "only for files you trust).")]
 
 
 def _version(value: bool) -> None:
@@ -206,6 +212,48 @@ def _exit_for(trace: Trace, exception: BaseException | None, debug: bool) -> Non
     raise typer.Exit(TraceError.exit_code)
 
 
+def _weights(source: ModelSource, path: str | None, trust: bool, traced: Trace | None = None) -> Any:
+    """The model (a fresh meta build) compared with the checkpoint at ``path``; None without --weights."""
+    if path is None:
+        return None
+    from .weights import compare_file, with_trace
+
+    with contextlib.redirect_stdout(sys.stderr):  # whatever the model prints while built stays off stdout
+        model = source.build("meta")
+    report = compare_file(model, path, source.label, trust)
+    return with_trace(report, traced) if traced is not None else report
+
+
+def _exit_for_weights(report: Any) -> None:
+    """Exit 1 when --weights found that the checkpoint does not fit."""
+    if report is not None and not report.ok:
+        raise typer.Exit(1)
+
+
+def _program(path: str, inputs: list[str] | None, weights: str | None, layer_shapes: bool = False) -> Trace:
+    """The trace of a saved program (.pt2, TorchScript): from its own graph, or its module tree."""
+    _no_weights(path, weights)
+    from .program import trace_program
+
+    return trace_program(path, [parse_input(i) for i in inputs or []], layer_shapes)
+
+
+def _no_weights(path: str, weights: str | None) -> None:
+    if weights is not None:
+        from .errors import InputSpecError
+
+        raise InputSpecError(f"--weights compares a model file with a checkpoint, and {path} is a saved program "
+                             f"or a checkpoint itself; write e.g. convshape params MODEL.py --weights {weights}")
+
+
+def _with_weights(rendered: Any, fmt: Format, report: Any) -> Any:
+    if report is None:
+        return rendered
+    from .render.checkpoint import weights_text, with_weights
+
+    return with_weights(rendered, report) if fmt is Format.json else weights_text(report, rendered)
+
+
 @app.command()
 @_command
 def trace(
@@ -225,12 +273,26 @@ def trace(
         "--train", help="Trace in training mode (the model's flags and buffers are as they were afterwards).")] = False,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     ascii_only: AsciiOpt = False,
+    weights: WeightsOpt = None,
+    trust_pickle: TrustOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Every layer and functional op, in call order, with input and output shapes."""
-    _, (result, exception) = _traced(model, inputs, args, device, timeout, config, costs=costs, train=train)
-    _emit(_trace_out(result, fmt, depth, not no_functions, explain, costs), fmt, ascii_only)
+    """Every layer and functional op, in call order, with input and output shapes.
+
+    MODEL may also be a saved program: a .pt2 from torch.export.save or a TorchScript archive."""
+    from .checkpoint import is_checkpoint_path
+
+    if is_checkpoint_path(model):  # a saved program: its own graph says the shapes
+        program = _program(model, inputs, weights)
+        _emit(_trace_out(program, fmt, depth, not no_functions, explain, costs), fmt, ascii_only)
+        _exit_for(program, None, debug)
+        return
+    source, (result, exception) = _traced(model, inputs, args, device, timeout, config, costs=costs, train=train)
+    checked = _weights(source, weights, trust_pickle, result)
+    _emit(_with_weights(_trace_out(result, fmt, depth, not no_functions, explain, costs), fmt, checked), fmt,
+          ascii_only)
     _exit_for(result, exception, debug)
+    _exit_for_weights(checked)
 
 
 def _trace_out(result: Trace, fmt: Format, depth: int | None, functions: bool, explain: bool, costs: bool) -> Any:
@@ -256,19 +318,42 @@ def params(
     config: ConfigOpt = None,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     ascii_only: AsciiOpt = False,
+    weights: WeightsOpt = None,
+    trust_pickle: TrustOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Parameter tensors, counts, trainable/frozen and totals (no weights are allocated)."""
+    """Parameter tensors, counts, trainable/frozen and totals (no weights are allocated).
+
+    MODEL may also be a checkpoint (.pt/.pth/.bin/.safetensors): every tensor in it, read without its data."""
+    from .checkpoint import is_checkpoint_path
+
+    if is_checkpoint_path(model):
+        _checkpoint_params(model, weights, trust_pickle, fmt, ascii_only)
+        return
     dev = parse_device(device)
     with _model_session(model, args, timeout, config) as source:
         from .api import parameters
 
         built = source.build_meta_or_cpu()[0] if dev == "auto" else source.build(dev, skip_init=True)
         report = parameters(built, source.label)
+        checked = _weights(source, weights, trust_pickle)
     from .render.json import to_json
     from .render.table import params_table
 
-    _emit(to_json(report) if fmt is Format.json else params_table(report, explain), fmt, ascii_only)
+    _emit(_with_weights(to_json(report) if fmt is Format.json else params_table(report, explain), fmt, checked), fmt,
+          ascii_only)
+    _exit_for_weights(checked)
+
+
+def _checkpoint_params(path: str, weights: str | None, trust: bool, fmt: Format, ascii_only: bool) -> None:
+    """``params FILE``: the checkpoint's tensors, read from its header or pickle (torch is not imported)."""
+    from .checkpoint import checkpoint_report
+    from .render.checkpoint import checkpoint_table
+    from .render.json import to_json
+
+    _no_weights(path, weights)
+    report = checkpoint_report(path, trust)
+    _emit(to_json(report) if fmt is Format.json else checkpoint_table(report), fmt, ascii_only)
 
 
 @app.command("fc-size")
@@ -283,11 +368,22 @@ def fc_size(
     config: ConfigOpt = None,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     ascii_only: AsciiOpt = False,
+    weights: WeightsOpt = None,
+    trust_pickle: TrustOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """The in_features each nn.Linear needs after the layers before it, and the fix."""
-    # a model failing elsewhere than a Linear still reports the Linear layers reached before it
-    _, (traced, exception) = _traced(model, inputs, args, device, timeout, config, repair_linear=True)
+    """The in_features each nn.Linear needs after the layers before it, and the fix.
+
+    MODEL may also be a .pt2 from torch.export.save."""
+    from .checkpoint import is_checkpoint_path
+
+    checked, exception = None, None
+    if is_checkpoint_path(model):  # a saved program (.pt2): its graph's shapes
+        traced = _program(model, inputs, weights, layer_shapes=True)
+    else:
+        # a model failing elsewhere than a Linear still reports the Linear layers reached before it
+        source, (traced, exception) = _traced(model, inputs, args, device, timeout, config, repair_linear=True)
+        checked = _weights(source, weights, trust_pickle, traced)
     from .fc import fc_report
 
     report = fc_report(traced)
@@ -302,8 +398,9 @@ def fc_size(
     from .render.json import to_json
     from .render.table import fc_table
 
-    _emit(to_json(report) if fmt is Format.json else fc_table(report), fmt, ascii_only)
+    _emit(_with_weights(to_json(report) if fmt is Format.json else fc_table(report), fmt, checked), fmt, ascii_only)
     _exit_for(traced, exception, debug)
+    _exit_for_weights(checked)
 
 
 @app.command()
