@@ -221,7 +221,10 @@ def annotate(
 ) -> None:
     """Print the model's forward source with each line's shape as a trailing comment."""
     try:
-        source, traced, failed = _traced(model, inputs, args, device)
+        from .annotate import recording_frames
+
+        with recording_frames():  # each row keeps its user frames: annotate follows calls into helpers
+            source, traced, failed = _traced(model, inputs, args, device)
     except ConvshapeError as e:
         _fail(e, debug)
     if failed is not None:
