@@ -8,16 +8,17 @@ from .errors import ConvshapeError, InputSpecError, LoadError, TraceError
 
 __version__ = "0.1.0"
 __all__ = [
-    "ConvshapeError", "InputSpecError", "LoadError", "ParamReport", "Trace", "TraceError",
+    "ConvshapeError", "InputSpecError", "LoadError", "ParamReport", "Trace", "TraceError", "Value",
     "__version__", "fc_size", "parameters", "trace_model",
 ]  # fmt: skip
 
 if TYPE_CHECKING:
     from .api import fc_size, parameters, trace_model
     from .records import ParamReport, Trace
+    from .spec import Value
 
 _LAZY = {"trace_model": "api", "parameters": "api", "fc_size": "api", "Trace": "records",
-         "ParamReport": "records"}
+         "ParamReport": "records", "Value": "spec"}
 
 
 def __getattr__(name: str) -> Any:

@@ -378,9 +378,13 @@ def _grow(row: Row, w: Window, base: _State, rules: dict[int, str]) -> _State:
             size = x[len(x) - w.n + i]
             target = w.output_size[i]
             if target is None or target == size:
-                kernels.append(1), strides.append(1), pads.append(0)
+                kernels.append(1)
+                strides.append(1)
+                pads.append(0)
             elif size % target == 0:
-                kernels.append(size // target), strides.append(size // target), pads.append(0)
+                kernels.append(size // target)
+                strides.append(size // target)
+                pads.append(0)
             else:
                 return Unknown(f"after {_label(row)}: adaptive pooling of {size} to {target} uses windows of "
                                "different sizes")
@@ -389,13 +393,17 @@ def _grow(row: Row, w: Window, base: _State, rules: dict[int, str]) -> _State:
                 return Unknown(f"after {_label(row)}: with stride {w.stride[i]} neighbouring outputs see different "
                                "numbers of inputs, so no single field exists")
             p = w.padding[i] if not isinstance(w.padding, str) else 0
-            kernels.append(w.kernel[i]), strides.append(1), pads.append(w.dilation[i] * (w.kernel[i] - 1) - p)
+            kernels.append(w.kernel[i])
+            strides.append(1)
+            pads.append(w.dilation[i] * (w.kernel[i] - 1) - p)
         else:
             if isinstance(w.padding, str):
                 pad = w.dilation[i] * (w.kernel[i] - 1) // 2 if w.padding == "same" else 0
             else:
                 pad = w.padding[i]
-            kernels.append(w.kernel[i]), strides.append(w.stride[i]), pads.append(pad)
+            kernels.append(w.kernel[i])
+            strides.append(w.stride[i])
+            pads.append(pad)
     dilations = w.dilation if w.kind != "adaptive" else (1,) * w.n
     grown = tuple(f.grow(kernels[i], strides[i], pads[i], dilations[i]) for i, f in enumerate(base))
     rules[row.index] = _rule(base, grown, tuple(kernels), tuple(dilations), tuple(strides))

@@ -36,7 +36,7 @@ class LayerCall:
 def _rnn_signature(cls: type[nn.Module]) -> inspect.Signature:
     """RNN, LSTM and GRU take ``(*args, **kwargs)``; their documented positional order, so each is named."""
     P = inspect.Parameter
-    names = ["input_size", "hidden_size", ("num_layers", 1)]
+    names: list[str | tuple[str, object]] = ["input_size", "hidden_size", ("num_layers", 1)]
     if issubclass(cls, nn.RNN):
         names.append(("nonlinearity", "tanh"))
     names += [("bias", True), ("batch_first", False), ("dropout", 0.0), ("bidirectional", False)]

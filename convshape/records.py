@@ -33,9 +33,13 @@ def _lists(value: Any) -> Any:
 class TensorInfo:
     shape: Shape
     dtype: str
+    name: str | None = None  # a keyword input's name and path: "attention_mask", "batch['image']"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"shape": list(self.shape), "dtype": self.dtype}
+        out: dict[str, Any] = {"shape": list(self.shape), "dtype": self.dtype}
+        if self.name is not None:
+            out["name"] = self.name
+        return out
 
 
 class Row(NamedTuple):
@@ -45,7 +49,7 @@ class Row(NamedTuple):
     thousands of them).
     """
 
-    index: int
+    index: int  # type: ignore[assignment]  # the JSON field is "index"; it shadows tuple.index, unused here
     kind: str  # "module" | "function"
     name: str  # qualified module name ("" for the root), or the op name for functions
     op: str  # module class name, or the function as written ("F.relu", "Tensor.view", "torch.cat")

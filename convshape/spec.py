@@ -33,14 +33,43 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
 @dataclass(frozen=True)
+class Fill:
+    """How an input tensor's values are made: ``const`` (``args`` = the value), ``randint`` (``args`` =
+    low, high: torch.randint's half-open range), ``randn`` or ``rand``. See :mod:`convshape.inputlang`."""
+
+    kind: str
+    args: tuple[float | int | bool, ...] = ()
+
+    def __str__(self) -> str:
+        if self.kind == "const":
+            value = self.args[0]
+            if not isinstance(value, bool) and value in (0, 1):
+                return "zeros" if value == 0 else "ones"
+            return f"fill({value})"
+        if self.kind == "randint":
+            return f"randint({self.args[0]}, {self.args[1]})"
+        return self.kind
+
+
+@dataclass(frozen=True)
 class InputSpec:
-    """One positional forward argument: its shape and torch dtype name."""
+    """One input tensor: its shape, torch dtype name and how its values are made (None: the dtype's default)."""
 
     shape: tuple[int, ...]
     dtype: str = "float32"
+    fill: Fill | None = None
 
     def __str__(self) -> str:
-        return "x".join(map(str, self.shape)) + ("" if self.dtype == "float32" else f":{self.dtype}")
+        text = "x".join(map(str, self.shape)) + ("" if self.dtype == "float32" else f":{self.dtype}")
+        return text + (f":{self.fill}" if self.fill is not None else "")
+
+
+@dataclass(frozen=True)
+class Value:
+    """A plain value for ``forward``, passed as it is: ``Value((4, 4))`` is the tuple, not a shape, and
+    ``Value("1x8")`` is the string, not parsed as an input."""
+
+    value: Any
 
 
 @dataclass(frozen=True)
@@ -51,42 +80,32 @@ class ModelRef:
     name: str | None = None
     is_file: bool = True
     kwargs: dict[str, Any] = field(default_factory=dict)
+    config: str | None = None  # --config: a local config.json for a class built from a config object
 
     def __str__(self) -> str:
         return self.target + (f":{self.name}" if self.name else "")
 
 
+MAX_DIM = 2**62  # far past any real tensor; keeps every size product an exact int64
+_WHOLE = re.compile(r"-?[0-9]+")  # ASCII digits only: str.isdigit() also accepts "²" and "６"
+
+
+def shown(text: str, limit: int = 60) -> str:
+    """User text quoted for a message, cut to ``limit`` characters: an error never echoes a wall of text."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text):,} characters)"
+
+
 def parse_input(text: str) -> InputSpec:
-    """Parse ``64x784`` or ``2x16:int64`` into an :class:`InputSpec`."""
-    raw = text.strip()
-    shape_text, _, dtype_text = raw.partition(":")
-    dtype = "float32"
-    if dtype_text:
-        key = dtype_text.strip().removeprefix("torch.")
-        if key not in DTYPES:
-            known = ", ".join(sorted(set(DTYPES.values())))
-            raise InputSpecError(
-                f"--input {text!r}: unknown dtype {dtype_text!r}; expected one of {known} "
-                f"(form {INPUT_FORM})"
-            )
-        dtype = DTYPES[key]
-    parts = shape_text.lower().replace("×", "x").replace(",", "x").split("x")
-    dims: list[int] = []
-    for part in parts:
-        part = part.strip()
-        if not part.lstrip("-").isdigit():
-            what = "an empty dimension" if not part else f"{part!r}, not a whole number"
-            raise InputSpecError(f"--input {text!r}: got {what}; expected {INPUT_FORM}")
-        value = int(part)
-        if value <= 0:
-            raise InputSpecError(
-                f"--input {text!r}: dimension {value} must be a positive size; expected {INPUT_FORM}"
-            )
-        dims.append(value)
-    return InputSpec(tuple(dims), dtype)
+    """Parse one tensor, ``64x784``, ``2x16:int64`` or ``1x8:int64:ones``, into an :class:`InputSpec`.
+
+    The whole ``--input`` language (keywords, containers, plain values) is :mod:`convshape.inputlang`.
+    """
+    from .inputlang import parse_tensor
+
+    return parse_tensor(text)
 
 
-def parse_model_ref(text: str, kwargs: dict[str, Any] | None = None) -> ModelRef:
+def parse_model_ref(text: str, kwargs: dict[str, Any] | None = None, config: str | None = None) -> ModelRef:
     """Parse ``path/file.py``, ``path/file.py:Name`` or ``package.module:Name``."""
     raw = text.strip()
     if not raw:
@@ -101,7 +120,7 @@ def parse_model_ref(text: str, kwargs: dict[str, Any] | None = None) -> ModelRef
             f"MODEL {text!r} is neither a .py file nor an importable module name; "
             "expected path/to/file.py[:Name] or package.module:Name"
         )
-    return ModelRef(target, name, is_file, dict(kwargs or {}))
+    return ModelRef(target, name, is_file, dict(kwargs or {}), config)
 
 
 def check_model_file(ref: ModelRef) -> None:
@@ -110,6 +129,8 @@ def check_model_file(ref: ModelRef) -> None:
 
     from .errors import LoadError
 
+    if ref.config is not None and not os.path.exists(ref.config):
+        raise LoadError(f"--config {ref.config}: file not found; expected a local config.json")
     if not ref.is_file:
         return
     path = ref.target
@@ -130,15 +151,15 @@ def parse_kwargs(items: list[str] | None) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key.isidentifier():
             raise InputSpecError(
-                f"--arg {item!r}: expected key=value with a Python literal value, "
+                f"--arg {shown(item)}: expected key=value with a Python literal value, "
                 "e.g. --arg num_classes=10 --arg widths='[16, 32]'"
             )
         try:
             out[key] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             if not value.strip().isidentifier():
                 raise InputSpecError(
-                    f"--arg {item!r}: {value!r} is not a Python literal; expected e.g. 10, 0.5, "
+                    f"--arg {shown(item)}: {shown(value, 30)} is not a Python literal; expected e.g. 10, 0.5, "
                     "'[16, 32]', True, or a bare word for a string"
                 ) from None
             out[key] = value.strip()
@@ -150,4 +171,4 @@ def parse_device(text: str) -> str:
     value = text.strip().lower()
     if value in DEVICES or re.fullmatch(r"cuda:\d+", value):
         return value
-    raise InputSpecError(f"--device {text!r}: expected one of {', '.join(DEVICES)} (or cuda:N)")
+    raise InputSpecError(f"--device {shown(text)}: expected one of {', '.join(DEVICES)} (or cuda:N)")

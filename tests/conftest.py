@@ -75,6 +75,34 @@ def torch_module_calls(model: nn.Module, *inputs: torch.Tensor) -> list[dict[str
     return calls
 
 
+def forward_hook_calls(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
+                       train: bool = False) -> list[tuple[str, str, list[Any], list[Any]]]:
+    """Like :func:`torch_module_calls`, for a forward taking keyword arguments too (and in training mode):
+    ``(name, type, input shapes, output shapes)`` per module call, in call order."""
+    names = {id(m): n for n, m in model.named_modules(remove_duplicate=False)}
+    calls: list[dict[str, Any]] = []
+    open_calls: list[dict[str, Any]] = []
+
+    def pre(module: nn.Module, a: tuple[Any, ...], kw: dict[str, Any]) -> None:
+        entry = {"name": names[id(module)], "type": type(module).__name__, "in": tensor_shapes((a, kw))}
+        calls.append(entry)
+        open_calls.append(entry)
+
+    def post(module: nn.Module, a: tuple[Any, ...], output: Any) -> None:
+        open_calls.pop()["out"] = tensor_shapes(output)
+
+    handles = [h for m in model.modules() for h in (m.register_forward_pre_hook(pre, with_kwargs=True),
+                                                     m.register_forward_hook(post))]
+    try:
+        model.train(train)
+        with torch.no_grad():
+            model(*args, **kwargs)
+    finally:
+        for h in handles:
+            h.remove()
+    return [(c["name"], c["type"], [list(s) for s in c["in"]], [list(s) for s in c["out"]]) for c in calls]
+
+
 def unique_numel(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())  # parameters() already skips tied duplicates
 

@@ -48,7 +48,8 @@ def trace_table(trace: Trace, depth: int | None = None, functions: bool = True, 
                 costs: bool = False) -> Text:
     """The trace as a grid; ``explain`` adds the size arithmetic under conv/pool/flatten rows, ``costs``
     the MACs and output-memory columns (MACs need a trace made with costs counted)."""
-    inputs = ", ".join(f"{shape_text(i.shape)} {i.dtype}" for i in trace.inputs) or "none"
+    inputs = ", ".join(("" if i.name is None else f"{i.name}=") + f"{shape_text(i.shape)} {i.dtype}"
+                       for i in trace.inputs) or "none"
     notes = explanations(trace.rows) if explain else {}
     rows: list[list[tuple[str, str]]] = []
     after: dict[int, list[str]] = {}
