@@ -185,9 +185,9 @@ def annotate(model: nn.Module, trace: Trace, submodules: bool = False) -> list[A
             if qualname.endswith(("<lambda>", "<listcomp>", "<genexpr>", "<setcomp>", "<dictcomp>")):
                 continue
             code = (path, first, qualname)
-            fn = functions.get(code, False)
-            if fn is False:
-                fn = functions[code] = _load(code)
+            if code not in functions:
+                functions[code] = _load(code)
+            fn = functions[code]
             if fn is None or line not in fn.statements:
                 continue
             stmt, comment_line = fn.statements[line]
@@ -252,7 +252,7 @@ def _load(code: _Code) -> _Function | None:
 def _annotate_by_line(model: nn.Module, trace: Trace, submodules: bool = False) -> list[AnnotatedForward]:
     """For a trace made without frames: each forward line's own rows, by source line."""
     modules = dict(model.named_modules())
-    calls_by_class: dict[type, list[Row]] = {}
+    calls_by_class: dict[type[nn.Module], list[Row]] = {}
     for row in trace.rows:
         if row.kind != "module" or row.name not in modules:
             continue
@@ -278,13 +278,13 @@ def _annotate_by_line(model: nn.Module, trace: Trace, submodules: bool = False) 
                 continue
             stmt, comment_line = fn.statements[line]
             executions = fn.executions.setdefault(comment_line, [])
-            run = current.get(row.parent)  # type: ignore[arg-type]
+            run = current.get(row.parent)
             if run is not None and run[0] == stmt and row.site not in run[1] and executions:
                 executions[-1] = row
                 run[1].add(row.site)
             else:
                 executions.append(row)
-                current[row.parent] = (stmt, {row.site})  # type: ignore[index]
+                current[row.parent] = (stmt, {row.site})
         params = [p for p in inspect.signature(cls.forward).parameters if p != "self"]
         first = calls[0]
         signature = ", ".join(f"{name}: [{', '.join(map(str, shape))}]"

@@ -20,8 +20,8 @@ from torch import nn
 
 import convshape
 from convshape.annotate import annotate, recording_frames
-from convshape.api import make_input
 from convshape.errors import TraceError
+from convshape.inputs import make_input
 from convshape.paths import is_user_file
 from convshape.spec import parse_input
 
@@ -214,3 +214,15 @@ def test_helpers_lambdas_comprehensions_and_backslashes() -> None:
     blocks = {b.title.split("  ")[1]: b.code for b in annotate(res, trace)}
     assert "return self._forward_impl(x)  # [2, 10]" in blocks["ResLike.forward"]
     assert "x = self.conv(x)  # [2, 8, 14, 14]" in blocks["ResLike._forward_impl"]
+
+
+def test_annotate_command_follows_helpers() -> None:
+    from typer.testing import CliRunner
+
+    from convshape.cli import app
+
+    result = CliRunner().invoke(app, ["annotate", f"{ASSETS / 'annotate_cases.py'}:ResLike", "-i", "2x3x16x16"])
+    assert result.exit_code == 0, result.output
+    ast.parse(result.stdout)
+    assert "    return self._forward_impl(x)  # [2, 10]\n" in result.stdout
+    assert "# annotate_cases.py:26  ResLike._forward_impl\n" in result.stdout
