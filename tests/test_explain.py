@@ -494,3 +494,20 @@ def test_channel_slice_keeps_the_field_and_a_crop_loses_it() -> None:
     assert got is not None and len(got[0]) == 7 == len(got[1])
     second_b = next(r for r in trace.rows if r.name == "b" and r.call == 1)
     assert second_b.index not in fmap.known and "x[...]" in fmap.unknown[second_b.index]
+
+
+def test_readme_documents_every_json_field_of_explain_and_costs() -> None:
+    import json
+
+    from convshape.render.json import to_json
+
+    from .conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    trace = convshape.trace_model(load_file(EXAMPLES / "mnist_net.py").M(), "64x784", costs=True)
+    data = json.loads(to_json(trace, explain=True))
+    for key in data["rows"][0]:
+        assert f"`rows[].{key}`" in readme, key
+    totals_line = next(line for line in readme.splitlines() if line.startswith("| `totals` |"))
+    for key in data["totals"]:
+        assert f'"{key}"' in totals_line, key
