@@ -422,9 +422,11 @@ def annotate(
     dev = parse_device(device)
     with _model_session(model, args, timeout, config) as source:
         from .annotate import annotate as annotate_forward
+        from .annotate import recording_frames
         from .run import RunOptions, trace_source
 
-        traced, exception = trace_source(source, specs, RunOptions(device=dev, timeout=timeout or None))
+        with recording_frames():  # each row keeps its user frames: annotate follows calls into helpers
+            traced, exception = trace_source(source, specs, RunOptions(device=dev, timeout=timeout or None))
         # annotate reads the module tree only (names, classes): a fresh meta build is enough
         built = source.obj if source.is_instance else source.build_meta_or_cpu()[0]
         blocks = annotate_forward(built, traced, submodules)

@@ -203,6 +203,7 @@ _PASS_FUNCS = frozenset({
     "log", "pow", "sqrt", "rsqrt", "square", "clamp", "clamp_", "clip", "maximum", "minimum", "batch_norm",
     "instance_norm", "group_norm", "layer_norm", "local_response_norm", "requires_grad_", "cpu", "cuda",
 })
+_SLICES = frozenset({"getitem", "narrow", "chunk", "split", "tensor_split"})
 _PASS_MODULES = frozenset({
     "ReLU", "ReLU6", "LeakyReLU", "PReLU", "RReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish", "Sigmoid", "Tanh",
     "Hardtanh", "Hardswish", "Hardsigmoid", "Hardshrink", "Softshrink", "Tanhshrink", "Threshold", "LogSigmoid",
@@ -331,6 +332,9 @@ def field_map(rows: tuple[Row, ...]) -> FieldMap:
                 state = Unknown(f"after {_label(row)}: it joins along a spatial dimension")
             else:
                 state = _merge(inputs, row)
+        elif row.kind == "function" and row.name in _SLICES and len(out) >= 3 and \
+                len(row.input_shapes[0]) == len(out) and row.input_shapes[0][2:] == out[2:]:
+            state = inputs[0]  # channels or batch picked out: every position keeps its field
         elif row.kind == "function" and row.name == "pad" and inputs and isinstance(inputs[0], tuple):
             state = _pad(row, inputs[0])
         else:

@@ -81,6 +81,10 @@ class Row(NamedTuple):
     macs: int | None = None
     alloc_bytes: int = 0  # output bytes this call newly allocated (views, in-place results, inputs excluded)
     site: int | None = None  # bytecode offset of the call in its source line: tells a loop's runs apart
+    # The user's frames around the call, innermost first, up to the enclosing module's forward (recorded for
+    # annotate only, not part of the JSON): (file, line, bytecode offset, function qualname, its first line,
+    # comprehension serial or -1).
+    frames: tuple[tuple[str, int, int, str, int, int], ...] = ()
 
     @property
     def output_bytes(self) -> int:
@@ -89,6 +93,7 @@ class Row(NamedTuple):
 
     def to_dict(self) -> dict[str, Any]:
         d = _lists(self._asdict())
+        del d["frames"]
         d["output_bytes"] = self.output_bytes
         return d
 

@@ -10,6 +10,7 @@ Two interceptors, both installed in ``__enter__`` and removed in ``__exit__`` wh
 
 from __future__ import annotations
 
+import contextvars
 import os
 import sys
 import weakref
@@ -28,7 +29,7 @@ from . import diagnose
 from .costs import CostCounter
 from .oplabels import op_label
 from .params import numel
-from .paths import OWN_DIR, TORCH_DIR
+from .paths import OWN_DIR, TORCH_DIR, is_user_file
 from .records import Row, Shape
 from .tensors import dtype_name, has_tensor, jsonable, tensors_in
 
@@ -64,12 +65,13 @@ class _Pending:
     own_flops: int | None = 0  # ops run by the module's own code (torch-internal calls folded in)
     alloc_bytes: int = 0
     site: int | None = None
+    frames: tuple[tuple[str, int, int, str, int, int], ...] = ()
 
     def freeze(self, flops: int | None = None) -> Row:
         return Row(self.index, self.kind, self.name, self.op, self.depth, self.input_shapes,
                    self.output_shapes, self.output_dtypes, self.params, self.source, self.parent,
                    self.inputs_from, self.call, self.failed, self.attrs, flops,
-                   None if flops is None else flops // 2, self.alloc_bytes, self.site)
+                   None if flops is None else flops // 2, self.alloc_bytes, self.site, self.frames)
 
 
 _WHERE: dict[tuple[str, int], str] = {}  # (file, line) -> "file.py:12": the same few lines, again and again
@@ -151,6 +153,34 @@ def raised_by_convshape(exc: BaseException) -> bool:
 
 
 _LATER = object()  # "caller not looked up yet"
+
+# annotate needs each row's chain of user frames; other commands do not pay for it
+RECORD_FRAMES: contextvars.ContextVar[bool] = contextvars.ContextVar("convshape_record_frames", default=False)
+_COMPREHENSIONS = frozenset({"<listcomp>", "<genexpr>", "<setcomp>", "<dictcomp>"})
+_USER_FILE: dict[str, bool] = {}
+
+
+def _user_frames(frame: FrameType | None, serials: dict[int, tuple[FrameType, int]]
+                 ) -> tuple[tuple[str, int, int, str, int, int], ...]:
+    """The user's frames from ``frame`` outward, up to the first frame of torch or convshape."""
+    chain = []
+    while frame is not None:
+        code = frame.f_code
+        user = _USER_FILE.get(code.co_filename)
+        if user is None:
+            user = _USER_FILE[code.co_filename] = is_user_file(code.co_filename)
+        if not user:
+            break
+        serial = -1
+        if code.co_name in _COMPREHENSIONS:  # one frame runs every iteration: tell it from the next one
+            held = serials.get(id(frame))
+            if held is None or held[0] is not frame:
+                held = serials[id(frame)] = (frame, len(serials))
+            serial = held[1]
+        chain.append((code.co_filename, frame.f_lineno, frame.f_lasti, code.co_qualname, code.co_firstlineno,
+                      serial))
+        frame = frame.f_back
+    return tuple(chain)
 
 
 def _plus(a: int | None, b: int | None) -> int | None:
@@ -263,6 +293,8 @@ class Recorder(TorchFunctionMode):
         self._busy = False
         self._failed_fn: Row | None = None
         self._handles: list[Any] = []
+        self.frames = RECORD_FRAMES.get()
+        self._serials: dict[int, tuple[FrameType, int]] = {}  # comprehension frames seen (held for the pass)
 
     # -- interception lifecycle -------------------------------------------------------------
     def __enter__(self) -> Recorder:
@@ -400,6 +432,8 @@ class Recorder(TorchFunctionMode):
             parent=parent.index if parent else None, inputs_from=sources, call=call,
             module=module, attrs=self._attrs_of(module),
         )
+        if self.frames and parent is not None and caller is not None:
+            row.frames = _user_frames(caller, self._serials)
         self.rows.append(row)
         self.stack.append(row)
 
@@ -498,7 +532,8 @@ class Recorder(TorchFunctionMode):
         counted = flops if self.costs else None
         row = Row(index, "function", name, op, len(self.stack), shapes, out_shapes, out_dtypes, params,
                   _where(caller), self.stack[-1].index if self.stack else None, sources, 0, out is None, literal,
-                  counted, None if counted is None else counted // 2, allocated, caller.f_lasti)
+                  counted, None if counted is None else counted // 2, allocated, caller.f_lasti,
+                  _user_frames(caller, self._serials) if self.frames else ())
         self.rows.append(row)
         return row
 

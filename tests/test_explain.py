@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import convshape
-from convshape.explain import arithmetic, explanations, output_size, receptive_fields, window_of
+from convshape.explain import arithmetic, explanations, field_map, output_size, receptive_fields, window_of
 
 from .conftest import EXAMPLES, load_file
 
@@ -468,3 +468,46 @@ def test_channels_last_factorisation_names_the_permuted_dims() -> None:
     notes = [line for lines in explanations(trace.rows).values() for line in lines if "in_features" in line]
     assert notes == ["192 = 6 x 4 x 8 (H x W x C of [2, 6, 4, 8]), the in_features fc receives"]
     assert model.conv(torch.zeros(2, 3, 8, 6)).permute(0, 2, 3, 1).shape == (2, 6, 4, 8)
+
+
+def test_channel_slice_keeps_the_field_and_a_crop_loses_it() -> None:
+    class Slices(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Conv2d(1, 4, 5, bias=False)
+            self.b = nn.Conv2d(2, 1, 3, bias=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.b(self.a(x)[:, :2])
+            return self.b(torch.cat([y, y], 1)[:, :, 1:])
+
+    model = Slices().double()
+    for p in model.parameters():
+        nn.init.constant_(p, 1.0)
+    trace = convshape.trace_model(model, torch.zeros(1, 1, 24, 24, dtype=torch.float64))
+    fmap = field_map(trace.rows)
+    first_b = next(r for r in trace.rows if r.name == "b")
+    assert fmap.known[first_b.index][0].size == 7
+    x = torch.rand(1, 1, 24, 24, dtype=torch.float64, requires_grad=True)
+    y = model.b(model.a(x)[:, :2])
+    got = _measured(x, y, (8, 8))
+    assert got is not None and len(got[0]) == 7 == len(got[1])
+    second_b = next(r for r in trace.rows if r.name == "b" and r.call == 1)
+    assert second_b.index not in fmap.known and "x[...]" in fmap.unknown[second_b.index]
+
+
+def test_readme_documents_every_json_field_of_explain_and_costs() -> None:
+    import json
+
+    from convshape.render.json import to_json
+
+    from .conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    trace = convshape.trace_model(load_file(EXAMPLES / "mnist_net.py").M(), "64x784", costs=True)
+    data = json.loads(to_json(trace, explain=True))
+    for key in data["rows"][0]:
+        assert f"`rows[].{key}`" in readme, key
+    totals_line = next(line for line in readme.splitlines() if line.startswith("| `totals` |"))
+    for key in data["totals"]:
+        assert f'"{key}"' in totals_line, key
