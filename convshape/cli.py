@@ -37,6 +37,11 @@ _err = Console(stderr=True, highlight=False)
 class Format(str, Enum):
     table = "table"
     json = "json"
+    markdown = "markdown"
+    csv = "csv"
+    html = "html"
+    mermaid = "mermaid"
+    dot = "dot"
 
 
 ModelArg = Annotated[str, typer.Argument(
@@ -49,7 +54,15 @@ InputOpt = Annotated[list[str], typer.Option(
 ArgOpt = Annotated[list[str], typer.Option(
     "--arg", "-a", help="Constructor/factory keyword argument key=value (a Python literal); repeatable.",
     show_default=False)]
-FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table for people, json for programs.")]
+FormatOpt = Annotated[Format | None, typer.Option(
+    "--format", "-f", show_default=False,
+    help="table (default), json, markdown or csv; trace also html, mermaid, dot. Default: from -o's extension.")]
+OutputOpt = Annotated[str | None, typer.Option(
+    "--output", "-o", metavar="FILE", show_default=False,
+    help="Write to FILE instead of stdout, in the format of its extension (.txt .json .md .csv .html .mmd .dot).")]
+WidthOpt = Annotated[int | None, typer.Option(
+    "--width", "-w", min=0, show_default=False,
+    help="Fit the table in this many columns (0: no limit). Default: the terminal's width; pipes and files: no limit.")]
 DeviceOpt = Annotated[str, typer.Option(
     "--device", "-d", help="auto (fastest that works), meta (no weights allocated), cpu (real weights) or cuda.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show Python tracebacks.")]
@@ -74,15 +87,41 @@ def _fail(error: ConvshapeError, debug: bool) -> NoReturn:
     raise typer.Exit(error.exit_code)
 
 
-def _emit(renderable: Any, fmt: Format) -> None:
+def _emit(renderable: Any, fmt: Format, output: str | None = None) -> None:
+    """Print the rendered value, or write it to ``output``: text as it is, a table as plain text."""
     from .render import to_text
 
-    if fmt is Format.json:
-        sys.stdout.write(renderable + "\n")
+    if output is not None:
+        from .outputs import write_output
+
+        write_output(output, renderable if isinstance(renderable, str) else to_text(renderable))
+    elif isinstance(renderable, str):
+        sys.stdout.write(renderable if renderable.endswith("\n") else renderable + "\n")
     elif sys.stdout.isatty():
         Console().print(renderable, soft_wrap=True)  # grids are laid out already: never re-wrap
     else:
         sys.stdout.write(to_text(renderable))
+
+
+def _format(fmt: Format | None, output: str | None, allowed: tuple[Format, ...]) -> Format:
+    from .outputs import choose_format
+
+    return Format(choose_format(fmt.value if fmt else None, output, tuple(f.value for f in allowed)))
+
+
+def _width(width: int | None, fmt: Format, output: str | None) -> int | None:
+    """The table's width: --width, else the terminal's when stdout is one; pipes and files get the full table."""
+    if width is not None:
+        return width or None
+    if fmt is Format.table and output is None and sys.stdout.isatty():
+        return Console().width
+    return None
+
+
+def _progress(fmt: Format) -> Any:
+    from .progress import live_progress
+
+    return live_progress(sys.stderr, fmt is not Format.json and sys.stderr.isatty(), Console(stderr=True).width)
 
 
 def _source(model: str, args: list[str] | None) -> ModelSource:
@@ -127,28 +166,79 @@ def trace(
         "--explain", help="Show the output-size arithmetic, receptive fields and flatten factorisations.")] = False,
     costs: Annotated[bool, typer.Option(
         "--costs", help="Count MACs/FLOPs per row from the ops executed, and show output memory.")] = False,
-    fmt: FormatOpt = Format.table,
+    expand: Annotated[bool, typer.Option(
+        "--expand", help="Show every row: do not fold repeated blocks (layers.0-31  32 x Block).")] = False,
+    columns: Annotated[str | None, typer.Option(
+        "--columns", "-c", metavar="LIST", show_default=False,
+        help="Table columns, comma-separated: name, type, input, output, params, params%, macs, memory, kernel, "
+             "source.")] = None,
+    full_names: Annotated[bool, typer.Option(
+        "--full-names", help="Qualified names (encoder.layers.0.mlp.0) instead of the tree's short ones.")] = False,
+    width: WidthOpt = None,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
     device: DeviceOpt = "auto",
     debug: DebugOpt = False,
 ) -> None:
     """Every layer and functional op, in call order, with input and output shapes."""
     try:
-        _, result, failed = _traced(model, inputs, args, device, costs=costs)
+        chosen = _format(fmt, output, tuple(Format))
+        keys = None
+        if columns is not None:
+            from .render.columns import parse_columns
+
+            keys = parse_columns(columns)
+        with _progress(chosen):
+            _, result, failed = _traced(model, inputs, args, device, costs=costs)
+        view = TraceView(depth, not no_functions, explain, not expand, keys, full_names,
+                         _width(width, chosen, output))
+        _emit(_trace_out(result, chosen, view), chosen, output)
     except ConvshapeError as e:
         _fail(e, debug)
-    _emit(_trace_out(result, fmt, depth, not no_functions, explain, costs), fmt)
     if failed is not None:
         _debug_traceback(failed, debug)
         raise typer.Exit(failed.exit_code)
 
 
-def _trace_out(result: Trace, fmt: Format, depth: int | None, functions: bool, explain: bool, costs: bool) -> Any:
-    from .render.json import to_json
+@dataclasses.dataclass(frozen=True)
+class TraceView:
+    """What the trace options ask a renderer for."""
+
+    depth: int | None = None
+    functions: bool = True
+    explain: bool = False
+    fold: bool = True
+    columns: tuple[str, ...] | None = None
+    full_names: bool = False
+    width: int | None = None
+
+
+def _trace_out(result: Trace, fmt: Format, view: TraceView) -> Any:
+    if fmt is Format.json:
+        from .render.json import to_json
+
+        return to_json(result, explain=view.explain)
+    if fmt is Format.csv:
+        from .render.csv import trace_csv
+
+        return trace_csv(result)
+    if fmt is Format.markdown:
+        from .render.markdown import trace_markdown
+
+        return trace_markdown(result, view.depth, view.functions, view.fold, view.columns)
+    if fmt is Format.html:
+        from .render.html import trace_html
+
+        return trace_html(result, view.depth, view.functions, view.fold)
+    if fmt in (Format.mermaid, Format.dot):
+        from .render.graph import trace_dot, trace_mermaid
+
+        draw = trace_mermaid if fmt is Format.mermaid else trace_dot
+        return draw(result, view.depth, view.functions, view.fold)
     from .render.table import trace_table
 
-    if fmt is Format.json:
-        return to_json(result, explain=explain)
-    return trace_table(result, depth, functions, explain=explain, costs=costs)
+    return trace_table(result, view.depth, view.functions, explain=view.explain, width=view.width,
+                       columns=view.columns, fold=view.fold, full_names=view.full_names)
 
 
 @app.command()
@@ -157,21 +247,41 @@ def params(
     args: ArgOpt = None,  # type: ignore[assignment]
     explain: Annotated[bool, typer.Option(
         "--explain", help="Show the formula behind each count, with the layer's numbers.")] = False,
-    fmt: FormatOpt = Format.table,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Parameter tensors, counts, trainable/frozen and totals (no weights are allocated)."""
-    from .render.json import to_json
     from .render.table import params_table
 
     try:
+        chosen = _format(fmt, output, _REPORT_FORMATS)
         source = _source(model, args)
         from .api import parameters
 
         report = parameters(source.build("meta"), source.label)
+        _emit(_report_out(report, chosen, explain) if chosen is not Format.table else params_table(report, explain),
+              chosen, output)
     except ConvshapeError as e:
         _fail(e, debug)
-    _emit(to_json(report) if fmt is Format.json else params_table(report, explain), fmt)
+
+
+_REPORT_FORMATS = (Format.table, Format.json, Format.markdown, Format.csv)
+
+
+def _report_out(report: Any, fmt: Format, explain: bool = False) -> str:
+    """A params or fc-size report as JSON, Markdown or CSV."""
+    if fmt is Format.json:
+        from .render.json import to_json
+
+        return to_json(report)
+    if fmt is Format.markdown:
+        from .render.markdown import report_markdown
+
+        return report_markdown(report, explain)
+    from .render.csv import report_csv
+
+    return report_csv(report)
 
 
 @app.command("fc-size")
@@ -180,17 +290,19 @@ def fc_size(
     inputs: InputOpt = None,  # type: ignore[assignment]
     args: ArgOpt = None,  # type: ignore[assignment]
     layer: Annotated[str | None, typer.Option("--layer", "-l", help="Answer for this Linear only.")] = None,
-    fmt: FormatOpt = Format.table,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
     device: DeviceOpt = "auto",
     debug: DebugOpt = False,
 ) -> None:
     """The in_features each nn.Linear needs after the layers before it, and the fix."""
-    from .render.json import to_json
     from .render.table import fc_table
 
     try:
+        chosen = _format(fmt, output, _REPORT_FORMATS)
         # a model failing elsewhere than a Linear still reports the Linear layers reached before it
-        _, traced, _ = _traced(model, inputs, args, device, repair_linear=True)
+        with _progress(chosen):
+            _, traced, _ = _traced(model, inputs, args, device, repair_linear=True)
         from .fc import fc_report
 
         report = fc_report(traced)
@@ -202,9 +314,9 @@ def fc_size(
                 raise InputSpecError(f"--layer {layer!r}: no nn.Linear of that name was reached; "
                                      f"the Linear layers are: {', '.join(names) or 'none'}")
             report = dataclasses.replace(report, layers=tuple(c for c in report.layers if c.name == layer))
+        _emit(_report_out(report, chosen) if chosen is not Format.table else fc_table(report), chosen, output)
     except ConvshapeError as e:
         _fail(e, debug)
-    _emit(to_json(report) if fmt is Format.json else fc_table(report), fmt)
     if report.error is not None:
         raise typer.Exit(1)
 
@@ -251,11 +363,12 @@ def layer(
     expr: Annotated[str, typer.Argument(help='A torch.nn layer call, e.g. "nn.Conv2d(3, 10, 2, 2)".',
                                         metavar="EXPR", show_default=False)],
     inputs: InputOpt = None,  # type: ignore[assignment]
-    fmt: FormatOpt = Format.table,
+    fmt: FormatOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """One layer on its own: output shape, the arithmetic, the parameters, each argument named."""
     try:
+        chosen = _format(fmt, None, (Format.table, Format.json))
         specs = [parse_input(i) for i in inputs or []]
         if not specs:
             from .errors import InputSpecError
@@ -269,7 +382,7 @@ def layer(
     from .render.json import to_json
     from .render.table import layer_text
 
-    _emit(to_json(report) if fmt is Format.json else layer_text(report), fmt)
+    _emit(to_json(report) if chosen is Format.json else layer_text(report), chosen)
     if report.trace.error is not None:
         raise typer.Exit(1)
 

@@ -198,6 +198,9 @@ def subtree_param_counts(root: nn.Module) -> dict[int, int]:
     return counts
 
 
+current: Recorder | None = None  # the recorder of the pass in progress, read by the progress line
+
+
 class OverBudget(BaseException):
     """Raised from inside a forward pass that ran past its time budget (not an Exception, so a
     model's own ``except Exception`` cannot swallow it)."""
@@ -233,6 +236,7 @@ class Recorder(TorchFunctionMode):
 
     # -- interception lifecycle -------------------------------------------------------------
     def __enter__(self) -> Recorder:
+        global current
         self._handles = [
             nn_module.register_module_forward_pre_hook(self._before_module),
             nn_module.register_module_forward_hook(self._after_module, with_kwargs=True),
@@ -241,6 +245,7 @@ class Recorder(TorchFunctionMode):
         try:
             if self._counter is not None:
                 self._counter.__enter__()
+            current = self
             return super().__enter__()
         except BaseException:
             self._remove_hooks()
@@ -248,6 +253,7 @@ class Recorder(TorchFunctionMode):
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        global current
         try:
             super().__exit__(exc_type, exc, tb)
         finally:
@@ -256,6 +262,7 @@ class Recorder(TorchFunctionMode):
                     self._counter.__exit__(exc_type, exc, tb)
             finally:
                 self._remove_hooks()
+                current = None
 
     def _add_flops(self, flops: int | None, op: str) -> None:
         if flops is None:
