@@ -13,7 +13,9 @@ import warnings
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
+import click
 import typer
+import typer.core
 from rich.console import Console
 
 from . import __version__
@@ -32,6 +34,13 @@ app = typer.Typer(
     help="Every tensor shape through a PyTorch model, its parameters, and the in_features each Linear needs.",
 )
 _err = Console(stderr=True, highlight=False)
+
+
+class _Command(typer.core.TyperCommand):
+    """Usage lines read ``convshape trace [OPTIONS] MODEL``, without typer's ``{MODEL}`` braces."""
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in super().collect_usage_pieces(ctx)]
 
 
 class Format(str, Enum):
@@ -56,10 +65,13 @@ ArgOpt = Annotated[list[str], typer.Option(
     show_default=False)]
 FormatOpt = Annotated[Format | None, typer.Option(
     "--format", "-f", show_default=False,
-    help="table (default), json, markdown or csv; trace also html, mermaid, dot. Default: from -o's extension.")]
+    help="table (default), json, markdown or csv. Default: from -o's extension.")]
 OutputOpt = Annotated[str | None, typer.Option(
     "--output", "-o", metavar="FILE", show_default=False,
     help="Write to FILE instead of stdout, in the format of its extension (.txt .json .md .csv .html .mmd .dot).")]
+TraceFormatOpt = Annotated[Format | None, typer.Option(
+    "--format", "-f", show_default=False,
+    help="table (default), json, markdown, csv, html, mermaid or dot. Default: from -o's extension.")]
 WidthOpt = Annotated[int | None, typer.Option(
     "--width", "-w", min=0, show_default=False,
     help="Fit the table in this many columns (0: no limit). Default: the terminal's width; pipes and files: no limit.")]
@@ -155,7 +167,7 @@ def _debug_traceback(error: TraceError, debug: bool) -> None:
         _err.print("".join(traceback.format_exception(error.__cause__)), markup=False, highlight=False)
 
 
-@app.command()
+@app.command(cls=_Command, short_help="Every layer and op in call order, with input and output shapes.")
 def trace(
     model: ModelArg,
     inputs: InputOpt = None,  # type: ignore[assignment]
@@ -175,7 +187,7 @@ def trace(
     full_names: Annotated[bool, typer.Option(
         "--full-names", help="Qualified names (encoder.layers.0.mlp.0) instead of the tree's short ones.")] = False,
     width: WidthOpt = None,
-    fmt: FormatOpt = None,
+    fmt: TraceFormatOpt = None,
     output: OutputOpt = None,
     device: DeviceOpt = "auto",
     debug: DebugOpt = False,
@@ -241,7 +253,7 @@ def _trace_out(result: Trace, fmt: Format, view: TraceView) -> Any:
                        columns=view.columns, fold=view.fold, full_names=view.full_names)
 
 
-@app.command()
+@app.command(cls=_Command, short_help="Parameter tensors, counts, trainable/frozen and totals.")
 def params(
     model: ModelArg,
     args: ArgOpt = None,  # type: ignore[assignment]
@@ -284,7 +296,7 @@ def _report_out(report: Any, fmt: Format, explain: bool = False) -> str:
     return report_csv(report)
 
 
-@app.command("fc-size")
+@app.command("fc-size", cls=_Command, short_help="The in_features each nn.Linear needs, and the fix.")
 def fc_size(
     model: ModelArg,
     inputs: InputOpt = None,  # type: ignore[assignment]
@@ -321,7 +333,7 @@ def fc_size(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=_Command, short_help="Your forward's source with each line's shape as a comment.")
 def annotate(
     model: ModelArg,
     inputs: InputOpt = None,  # type: ignore[assignment]
@@ -358,7 +370,7 @@ def annotate(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=_Command, short_help="One layer on its own: output shape, arithmetic, parameters.")
 def layer(
     expr: Annotated[str, typer.Argument(help='A torch.nn layer call, e.g. "nn.Conv2d(3, 10, 2, 2)".',
                                         metavar="EXPR", show_default=False)],

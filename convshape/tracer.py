@@ -26,6 +26,7 @@ from torch.nn.parameter import UninitializedParameter
 from torch.overrides import TorchFunctionMode
 
 from . import diagnose
+from .cells import place
 from .costs import CostCounter
 from .oplabels import op_label
 from .params import numel
@@ -83,7 +84,9 @@ def _where(frame: FrameType | None) -> str | None:
     key = (frame.f_code.co_filename, frame.f_lineno)
     where = _WHERE.get(key)
     if where is None:
-        where = _WHERE[key] = f"{os.path.basename(key[0])}:{key[1]}"
+        where = place(key[0], key[1])
+        if not where.startswith("cell ["):  # a cell's number changes when the same code runs again
+            _WHERE[key] = where
     return where
 
 
