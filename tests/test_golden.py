@@ -9,6 +9,7 @@ import functools
 from collections.abc import Callable
 
 import pytest
+import torch
 from rich.console import RenderableType
 
 import convshape
@@ -62,7 +63,9 @@ WIDTHS = {"80": 80, "120": 120, "full": None}
 @functools.cache
 def model_trace(key: str, costs: bool = False) -> convshape.Trace:
     file, name, shape, device = MODELS[key]
-    return convshape.trace_model(getattr(load_file(EXAMPLES / file), name)(), shape, device=device, costs=costs)
+    with torch.device(device):  # built where it runs: moving a model to meta would untie tied weights
+        model = getattr(load_file(EXAMPLES / file), name)()
+    return convshape.trace_model(model, shape, device=device, costs=costs)
 
 
 for _key in MODELS:
