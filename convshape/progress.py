@@ -31,9 +31,11 @@ def _snapshot() -> tuple[int | None, str | None]:
     if recorder is None:
         return None, None
     try:
-        stack = recorder.stack
+        stack, rows = recorder.stack, recorder.rows
         module = stack[-1].name if stack else None
-        return len(recorder.rows), module
+        if not module and rows:  # the root's own code is running: name the last call it made
+            module = rows[-1].name
+        return len(rows), module
     except (IndexError, AttributeError):  # the trace moved on while we looked
         return len(recorder.rows), None
 
@@ -49,12 +51,13 @@ def live_progress(stream: TextIO, enabled: bool, width: int = 80, delay: float =
     def run() -> None:
         if stop.wait(delay):
             return
-        shown = False
+        shown = ""
         while not stop.is_set():
-            rows, module = _snapshot()
-            stream.write("\r\x1b[2K" + status_line(rows, module, width))
-            stream.flush()
-            shown = True
+            line = status_line(*_snapshot(), width)
+            if line != shown:
+                stream.write("\r\x1b[2K" + line)
+                stream.flush()
+                shown = line
             stop.wait(INTERVAL_S)
         if shown:
             stream.write("\r\x1b[2K")
