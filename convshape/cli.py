@@ -259,6 +259,7 @@ def params(
     args: ArgOpt = None,  # type: ignore[assignment]
     explain: Annotated[bool, typer.Option(
         "--explain", help="Show the formula behind each count, with the layer's numbers.")] = False,
+    width: WidthOpt = None,
     fmt: FormatOpt = None,
     output: OutputOpt = None,
     debug: DebugOpt = False,
@@ -272,8 +273,8 @@ def params(
         from .api import parameters
 
         report = parameters(source.build("meta"), source.label)
-        _emit(_report_out(report, chosen, explain) if chosen is not Format.table else params_table(report, explain),
-              chosen, output)
+        _emit(_report_out(report, chosen, explain) if chosen is not Format.table
+              else params_table(report, explain, _width(width, chosen, output)), chosen, output)
     except ConvshapeError as e:
         _fail(e, debug)
 
@@ -302,6 +303,7 @@ def fc_size(
     inputs: InputOpt = None,  # type: ignore[assignment]
     args: ArgOpt = None,  # type: ignore[assignment]
     layer: Annotated[str | None, typer.Option("--layer", "-l", help="Answer for this Linear only.")] = None,
+    width: WidthOpt = None,
     fmt: FormatOpt = None,
     output: OutputOpt = None,
     device: DeviceOpt = "auto",
@@ -326,7 +328,8 @@ def fc_size(
                 raise InputSpecError(f"--layer {layer!r}: no nn.Linear of that name was reached; "
                                      f"the Linear layers are: {', '.join(names) or 'none'}")
             report = dataclasses.replace(report, layers=tuple(c for c in report.layers if c.name == layer))
-        _emit(_report_out(report, chosen) if chosen is not Format.table else fc_table(report), chosen, output)
+        _emit(_report_out(report, chosen) if chosen is not Format.table
+              else fc_table(report, _width(width, chosen, output)), chosen, output)
     except ConvshapeError as e:
         _fail(e, debug)
     if report.error is not None:

@@ -73,6 +73,10 @@ for _key in MODELS:
         for _fold in (True, False):
             CASES[f"width_{_key}_{_w}{'' if _fold else '_expanded'}"] = functools.partial(
                 lambda k, w, f: trace_table(model_trace(k), width=w, fold=f), _key, _width, _fold)
+CASES["width_fc_broken_80"] = lambda: fc_table(convshape.fc_size(load_file(EXAMPLES / "broken_fc.py").BrokenNet(),
+                                                                  "64x784"), width=80)
+CASES["width_params_mnist_explain_80"] = lambda: params_table(
+    convshape.parameters(load_file(EXAMPLES / "mnist_net.py").M(), "M"), explain=True, width=80)
 CASES["width_mnist_80_costs_explain"] = lambda: trace_table(model_trace("mnist", costs=True), width=80, explain=True)
 CASES["width_resnet50_60_costs"] = lambda: trace_table(model_trace("resnet50", costs=True), width=60, depth=3)
 

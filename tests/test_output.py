@@ -89,6 +89,23 @@ def test_bert_and_gpt2_at_120_one_line_a_row_with_every_default_column() -> None
         assert sum(1 for line in lines[rule + 1: rule + 1 + len(trace.rows)] if line.endswith("…")) == 0
 
 
+@pytest.mark.parametrize("width", [50, 80])
+def test_fc_size_and_params_tables_fit_too(width: int) -> None:
+    from convshape.render.table import fc_table, params_table
+
+    for model, shape in ((load_file(EXAMPLES / "broken_fc.py").BrokenNet(), "64x784"),
+                         (load_file(ASSETS / "failing.py").BothWrong(), "2x3x16x16")):
+        report = convshape.fc_size(model, shape)
+        text = to_text(fc_table(report, width=width))
+        assert max(len(line) for line in text.splitlines()) <= width
+        flat = " ".join(text.split())
+        for check in report.layers:  # what moved under the row is still all there
+            assert check.name in text and (check.fix is None or check.fix in flat)
+    text = to_text(params_table(convshape.parameters(load_file(EXAMPLES / "mnist_net.py").M()), True, width))
+    assert max(len(line) for line in text.splitlines()) <= width
+    assert "Formula: out 20 x in 1 x kH 5 x kW 5 = 500" in " ".join(text.split())
+
+
 def test_full_width_keeps_everything_and_narrow_drops_in_the_documented_order() -> None:
     trace = model_trace("mnist")
     full = to_text(trace_table(trace))

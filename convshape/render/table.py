@@ -124,10 +124,32 @@ def wrap_text(text: Text, width: int | None) -> Text:
 Grid = tuple[str, tuple[str, ...], list[list[tuple[str, str]]], frozenset[int]]
 
 
-def params_table(report: ParamReport, explain: bool = False) -> Text:
-    text = grid(*params_grid(report, explain))
-    _totals(report.totals, text)
-    _notes(report.notes, text)
+def fit_grid(title: str, headers: tuple[str, ...], rows: list[list[tuple[str, str]]], right: frozenset[int],
+             width: int | None) -> Text:
+    """A report grid in ``width`` columns: while too wide, its last column moves under each row
+    (``↳ Where it comes from: ...``), wrapped; the full grid when ``width`` is None."""
+    headers, rows = tuple(headers), [list(r) for r in rows]
+    after: dict[int, list[str]] = {}
+    while width is not None and len(headers) > 2 and _grid_width(headers, rows) > width:
+        for i, row in enumerate(rows):
+            text, _ = row.pop()
+            if text.strip():
+                after.setdefault(i, []).insert(0, f"{headers[-1]}: {text.strip()}")
+        headers = headers[:-1]
+    return grid(title, headers, rows, frozenset(i for i in right if i < len(headers)), after=after, width=width)
+
+
+def _grid_width(headers: tuple[str, ...], rows: list[list[tuple[str, str]]]) -> int:
+    widths = [max([len(h)] + [len(r[i][0]) for r in rows]) for i, h in enumerate(headers)]
+    return sum(widths) + 3 * (len(widths) - 1)
+
+
+def params_table(report: ParamReport, explain: bool = False, width: int | None = None) -> Text:
+    text = fit_grid(*params_grid(report, explain), width)
+    prose = Text()
+    _totals(report.totals, prose)
+    _notes(report.notes, prose)
+    text.append_text(wrap_text(prose, width))
     return text
 
 
@@ -174,18 +196,20 @@ def fc_grid(report: FcReport) -> Grid:
             rows, frozenset({2, 3}))
 
 
-def fc_table(report: FcReport) -> Text:
-    text = grid(*fc_grid(report))
+def fc_table(report: FcReport, width: int | None = None) -> Text:
+    text = fit_grid(*fc_grid(report), width)
+    prose = Text()
     wrong = [c for c in report.layers if not c.ok]
     if not report.layers:
-        text.append("\nno nn.Linear was reached in the forward pass\n")
+        prose.append("\nno nn.Linear was reached in the forward pass\n")
     elif wrong:
-        text.append("\n" + "\n".join(f"fix: {c.name} = {c.fix}" for c in wrong) + "\n", style="bold")
+        prose.append("\n" + "\n".join(f"fix: {c.name} = {c.fix}" for c in wrong) + "\n", style="bold")
     else:
-        text.append(f"\nall {len(report.layers)} Linear layers match their inputs\n", style="green")
-    _notes(report.notes, text)
+        prose.append(f"\nall {len(report.layers)} Linear layers match their inputs\n", style="green")
+    _notes(report.notes, prose)
     if report.error is not None:
-        failure_text(report.error, text)
+        failure_text(report.error, prose)
+    text.append_text(wrap_text(prose, width))
     return text
 
 
