@@ -62,3 +62,31 @@ def test_status_line_fits_the_terminal() -> None:
     line = status_line(1234, "encoder.layer.11.attention.self.query", 40)
     assert len(line) < 40 and line.startswith("convshape: 1,234 rows traced")
     assert status_line(None, None, 80) == "convshape: loading the model..."
+
+
+def test_a_terminal_gets_a_table_that_fits_it() -> None:
+    """stdout a terminal of 80 columns: every line fits; the same command in a pipe: the full table."""
+    from .conftest import EXAMPLES
+
+    args = [sys.executable, "-m", "convshape", "trace", f"{EXAMPLES / 'gpt2_small.py'}:GPT", "-i", "1x16:int64",
+            "-d", "meta", "--expand"]
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(args, stdout=slave, stderr=subprocess.DEVNULL, cwd=ROOT,
+                            env={**os.environ, "COLUMNS": "80", "TERM": "dumb", "NO_COLOR": "1"})
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    proc.wait()
+    os.close(master)
+    lines = seen.decode().replace("\r\n", "\n").splitlines()
+    assert any(line.startswith("Layer") for line in lines)
+    assert max(len(line) for line in lines) <= 80
+    piped = subprocess.run(args, capture_output=True, text=True, cwd=ROOT).stdout
+    assert max(len(line) for line in piped.splitlines()) > 150  # pipes get the full table

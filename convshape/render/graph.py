@@ -36,7 +36,7 @@ def call_graph(trace: Trace, depth: int | None = None, functions: bool = True, f
     rows = trace.rows
     view = visible_rows(trace, depth, functions, fold=fold, full_names=True)
     node_of: dict[int, str] = {}  # row index -> node id, for rows that are nodes or inside one
-    nodes: list[Node] = [Node("in", "input " + ", ".join(shape_text(i.shape) for i in trace.inputs), "input")]
+    nodes: list[Node] = [Node("x_in", "input " + ", ".join(shape_text(i.shape) for i in trace.inputs), "input")]
     covered_until = -1
     for i, vr in enumerate(view):
         row = vr.row
@@ -71,7 +71,7 @@ def call_graph(trace: Trace, depth: int | None = None, functions: bool = True, f
             return set()
         found: set[str] = set()
         for q, shape in zip(rows[p].inputs_from, rows[p].input_shapes, strict=False):
-            found |= {"in"} if q is None and shape in model_inputs else sources(q, seen | {p})
+            found |= {"x_in"} if q is None and shape in model_inputs else sources(q, seen | {p})
         return found
 
     edges: dict[tuple[str, str, str], None] = {}
@@ -80,13 +80,13 @@ def call_graph(trace: Trace, depth: int | None = None, functions: bool = True, f
         if dst is None:
             continue
         for p, shape in zip(row.inputs_from, row.input_shapes, strict=False):
-            srcs = {"in"} if p is None and shape in model_inputs else sources(p)
+            srcs = {"x_in"} if p is None and shape in model_inputs else sources(p)
             for src in sorted(srcs):
                 if src != dst:
                     edges[(src, dst, _label(shape))] = None
     if rows and len(nodes) > 1:
-        nodes.append(Node("out", "output " + ", ".join(shape_text(s) for s in rows[0].output_shapes), "output"))
-        edges[(nodes[-2].id, "out", ", ".join(_label(s) for s in rows[0].output_shapes))] = None
+        nodes.append(Node("x_out", "output " + ", ".join(shape_text(s) for s in rows[0].output_shapes), "output"))
+        edges[(nodes[-2].id, "x_out", ", ".join(_label(s) for s in rows[0].output_shapes))] = None
     used = {a for a, _, _ in edges} | {b for _, b, _ in edges}
     return Graph(tuple(n for n in nodes if n.id in used or n.kind not in ("input",)), tuple(edges))
 

@@ -80,6 +80,17 @@ def _bar(share: float, kind: str) -> str:
             f'<i style="width:{pct:.1f}%"></i></div>')
 
 
+def _shapes_td(shapes: tuple[tuple[int, ...], ...]) -> str:
+    """A shapes cell: up to two shapes, then ``+N`` with every shape in the tooltip."""
+    if not shapes:
+        return "<td>-</td>"
+    every = ", ".join(shape_text(s) for s in shapes)
+    if len(shapes) <= 2:
+        return f"<td>{escape(every)}</td>"
+    shown = ", ".join(shape_text(s) for s in shapes[:2])
+    return f'<td title="{escape(every)}">{escape(shown)} +{len(shapes) - 2}</td>'
+
+
 def _row_html(vr: ViewRow, trace: Trace, ident: str, parent: str, has_children: bool) -> str:
     row = vr.row
     total_params = trace.totals.params
@@ -90,15 +101,14 @@ def _row_html(vr: ViewRow, trace: Trace, ident: str, parent: str, has_children: 
     params = f"(call {row.call + 1})" if vr.kind == "module" and row.call > 0 else (f"{vr.params:,}" if vr.params
                                                                                      else "--")
     param_share = vr.params / total_params if total_params and not (vr.kind == "module" and row.call > 0) else 0.0
-    output = "(failed)" if vr.failed else ", ".join(shape_text(s) for s in vr.output_shapes) or "-"
     text = " ".join((vr.full_name, vr.name, vr.op, *(shape_text(s) for s in vr.input_shapes),
                      *(shape_text(s) for s in vr.output_shapes), row.source or "")).lower()
     cells = [
         f'<td class="name" style="padding-left:{1.2 * vr.depth:.1f}em" title="{escape(vr.full_name)}">'
         f"{tog}{escape(name)}</td>",
         f'<td class="type">{escape(vr.op)}</td>',
-        f"<td>{escape(', '.join(shape_text(s) for s in vr.input_shapes) or '-')}</td>",
-        f"<td>{escape(output)}</td>",
+        _shapes_td(vr.input_shapes),
+        "<td>(failed)</td>" if vr.failed else _shapes_td(vr.output_shapes),
         f'<td class="num">{params}</td>', f"<td>{_bar(param_share, 'params')}</td>",
     ]
     if trace.costs_counted:
