@@ -20,8 +20,8 @@ from torch import nn  # noqa: E402
 
 import convshape  # noqa: E402
 from benchmarks.models import example  # noqa: E402
-from convshape.api import make_input  # noqa: E402
 from convshape.costs import flop_counter_total  # noqa: E402
+from convshape.inputs import make_input  # noqa: E402
 from convshape.spec import parse_input  # noqa: E402
 
 

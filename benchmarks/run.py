@@ -145,7 +145,7 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def _measure(name: str, factory: Callable[[], nn.Module], spec: str, device: str, repeats: int) -> str:
-    from convshape.api import make_input
+    from convshape.inputs import make_input
     from convshape.loader import skipped_init
     from convshape.spec import parse_input
 

@@ -33,7 +33,7 @@ def _user_forward(module: nn.Module) -> bool:
 def annotate(model: nn.Module, trace: Trace, submodules: bool = False) -> list[AnnotatedForward]:
     """Annotate the root's forward (and, with ``submodules``, each user-defined submodule class's)."""
     modules = dict(model.named_modules())
-    calls_by_class: dict[type, list[Row]] = {}
+    calls_by_class: dict[type[nn.Module], list[Row]] = {}
     for row in trace.rows:
         if row.kind != "module" or row.name not in modules:
             continue
@@ -58,13 +58,13 @@ def annotate(model: nn.Module, trace: Trace, submodules: bool = False) -> list[A
                 continue
             line = int(row.source.rsplit(":", 1)[1])
             executions = runs.setdefault(line, [])
-            run = current.get(row.parent)  # type: ignore[arg-type]
+            run = current.get(row.parent)
             if run is not None and run[0] == line and row.site not in run[1] and executions:
                 executions[-1] = row  # same run: a later call on the line is its result
                 run[1].add(row.site)
             else:
                 executions.append(row)
-                current[row.parent] = (line, {row.site})  # type: ignore[index]
+                current[row.parent] = (line, {row.site})
         comments: dict[int, str] = {}
         for line, executions in runs.items():
             shapes = list(dict.fromkeys(_shapes(row) for row in executions))

@@ -1,169 +1,48 @@
-"""The library entry points: :func:`trace_model` and :func:`parameters`."""
+"""The library entry points: :func:`trace_model`, :func:`fc_size` and :func:`parameters`.
+
+A thin facade over the run stage (:mod:`convshape.run`): it returns plain data, and raises
+:class:`~convshape.errors.TraceError` when the model's forward pass fails.
+"""
 
 from __future__ import annotations
-
-import dataclasses
-import gc
-import inspect
-import time
-from collections.abc import Sequence
-from contextlib import nullcontext
-from typing import Any
 
 import torch
 from torch import nn
 
-from .errors import InputSpecError, TraceError
-from .fc import LINEARS, describe_origin, fc_report, flatten_origin
-from .params import param_report, totals_of
-from .records import Failure, FcReport, ParamReport, TensorInfo, Trace
-from .spec import DTYPES, InputSpec, parse_device, parse_input
-from .tensors import dtype_name
-from .tracer import Recorder, raised_by_convshape
-
-InputLike = str | InputSpec | Sequence[int] | torch.Tensor
+from .errors import TraceError
+from .fc import fc_report
+from .inputs import InputLike
+from .params import param_report
+from .records import FcReport, ParamReport, Trace
+from .run import DEFAULT_TIMEOUT, RunOptions, trace_module
+from .spec import parse_device
 
 
-def to_spec(value: InputLike) -> InputSpec | torch.Tensor:
-    if isinstance(value, (InputSpec, torch.Tensor)):
-        return value
-    if isinstance(value, str):
-        return parse_input(value)
-    if isinstance(value, (tuple, list, torch.Size)) and all(isinstance(v, int) for v in value):
-        if any(v <= 0 for v in value):
-            raise InputSpecError(f"input shape {tuple(value)}: every dimension must be a positive size")
-        return InputSpec(tuple(value))
-    raise InputSpecError(f"input {value!r}: expected a shape string like '64x784', a tuple of ints, "
-                         "or a tensor")
-
-
-def check_arity(model: nn.Module, count: int) -> None:
-    """Say clearly when the number of inputs does not fit ``forward``'s positional arguments."""
-    try:
-        sig = inspect.signature(model.forward)
-    except (TypeError, ValueError):
-        return
-    positional = [p for p in sig.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    required = [p.name for p in positional if p.default is p.empty]
-    variadic = any(p.kind is p.VAR_POSITIONAL for p in sig.parameters.values())
-    if len(required) <= count and (variadic or count <= len(positional)):
-        return
-    names = ", ".join(p.name for p in positional)
-    want = f"{len(required)}" if len(required) == len(positional) else f"{len(required)} to {len(positional)}"
-    raise InputSpecError(
-        f"{type(model).__name__}.forward({names}) takes {want} input(s), got {count}; "
-        "give one --input SHAPE per argument, e.g. --input 64x784 (or 2x16:int64 for token ids)"
-    )
-
-
-def check_device(device: torch.device) -> None:
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputSpecError(f"--device {device}: no CUDA device is available here "
-                             "(torch.cuda.is_available() is False); use --device cpu or --device meta")
-
-
-def make_input(spec: InputSpec, device: torch.device) -> torch.Tensor:
-    """A tensor of the spec's shape: integers and bools are zeros, floats any values."""
-    dtype = getattr(torch, DTYPES[spec.dtype])
-    if device.type == "meta":
-        return torch.empty(spec.shape, dtype=dtype, device=device)
-    if dtype.is_floating_point or dtype.is_complex:
-        return torch.randn(spec.shape, dtype=dtype, device=device)
-    return torch.zeros(spec.shape, dtype=dtype, device=device)
-
-
-def model_device(model: nn.Module, inputs: Sequence[object] = ()) -> torch.device:
-    """Where the model's tensors are; for a model without any, where its tensor inputs are."""
-    for tensors in (model.parameters(), model.buffers(), (t for t in inputs if isinstance(t, torch.Tensor))):
-        for tensor in tensors:
-            return tensor.device
-    return torch.device("cpu")
-
-
-def _move(model: nn.Module, device: torch.device) -> None:
-    current = model_device(model)
-    if current == device or (current.type == device.type == "cuda" and device.index is None):
-        return
-    if current.type == "meta":
-        model.to_empty(device=device)  # no values to copy: shapes are all a trace needs
-    else:
-        model.to(device)
+def _options(device: str | torch.device | None, **kw: object) -> RunOptions:
+    wanted = parse_device(str(device)) if device is not None else "auto"
+    return RunOptions(device=wanted, **kw)  # type: ignore[arg-type]
 
 
 def trace_model(model: nn.Module, *inputs: InputLike, device: str | torch.device | None = None,
-                label: str | None = None, repair_linear: bool = False, notes: Sequence[str] = (),
-                budget_s: float | None = None, costs: bool = False) -> Trace:
+                label: str | None = None, costs: bool = False, timeout: float | None = DEFAULT_TIMEOUT) -> Trace:
     """Run one forward pass of ``model`` with hooks and return every call as plain data.
 
     Each input is a shape string (``"64x784"``, ``"2x16:int64"``), a tuple of ints, or a tensor.
-    ``device`` defaults to ``"auto"``: where the model's parameters are (``"meta"`` traces without
-    allocating any weights). Naming another device moves the model there. The model runs in eval mode under
-    ``torch.no_grad()``, and its training flags are restored afterwards. On meta the pass also runs
-    under ``torch.device("meta")``, so tensors the model creates itself land there too.
-    ``budget_s`` stops a pass that runs longer (raising ``OverBudget``); ``notes`` are carried
-    into the trace. ``costs=True`` counts FLOPs and MACs per row from the aten ops executed.
+    ``device`` defaults to where the model's parameters are; naming another device (``"meta"`` traces
+    without allocating any weights) traces a stand-in copy there. Either way the caller's model is left
+    exactly as it was: parameters, buffers, device, training flags, requires_grad, hooks, and the global
+    random state. The pass runs in eval mode under ``torch.no_grad()``; float inputs are drawn from a fixed
+    seed. ``costs=True`` counts FLOPs and MACs per row from the aten ops executed. ``timeout`` (seconds,
+    None for none) stops a pass that would not end; it applies in the main thread.
 
-    Raises :class:`~convshape.errors.TraceError` when the forward pass fails; its ``trace``
-    attribute holds the rows recorded up to the failure and a diagnosis in ``trace.error``,
-    and the original exception is chained as ``__cause__``.
+    Raises :class:`~convshape.errors.TraceError` when the forward pass fails; its ``trace`` attribute
+    holds the rows recorded up to the failure and a diagnosis in ``trace.error``, and the original
+    exception is chained as ``__cause__``.
     """
-    wanted = parse_device(str(device)) if device is not None else "auto"
-    # A built model stays where it is under "auto": on meta if it was built there, else its own device.
-    target = model_device(model, inputs) if wanted == "auto" else torch.device(wanted)
-    check_device(target)
-    _move(model, target)
-    specs = [to_spec(v) for v in inputs]
-    check_arity(model, len(specs))
-    tensors = [s.to(target) if isinstance(s, torch.Tensor) else make_input(s, target) for s in specs]
-    infos = tuple(TensorInfo(tuple(t.shape), dtype_name(t.dtype)) for t in tensors)
-    name = label or type(model).__name__
-    modes = [(m, m.training) for m in model.modules()]
-    deadline = time.perf_counter() + budget_s if budget_s is not None else None
-    recorder = Recorder(model, repair_linear=repair_linear, deadline=deadline, costs=costs)
-    recorder.input_ids.update(id(t) for t in tensors)
-    failure: Failure | None = None
-    cause: BaseException | None = None
-    placement = torch.device("meta") if target.type == "meta" else nullcontext()
-    collecting = gc.isenabled()
-    try:
-        model.eval()
-        # The pass makes many small objects and no cycles worth collecting; the cyclic collector would
-        # rescan torch's large heap for them (measured: about 3% of a 70B meta trace).
-        gc.disable()
-        with torch.no_grad(), placement, recorder:  # the recorder's mode sits on top of the device's
-            model(*tensors)
-    except Exception as e:  # the user's model failed: diagnose it, keep what was traced
-        if raised_by_convshape(e):
-            raise RuntimeError(f"convshape internal error while tracing {name} (please report it): {e!r}") from e
-        failure, cause = recorder.failure(e), e
-    finally:
-        if collecting:
-            gc.enable()
-        for module, training in modes:
-            module.training = training
-    rows = recorder.frozen_rows()
-    if failure is not None and failure.row is not None and failure.layer_type in LINEARS \
-            and failure.expected is not None:
-        failure = _explain_linear(rows, failure)
-    notes = list(notes)
-    if recorder.unknown_cost_ops:
-        ops = ", ".join(f"{op} (in {where or 'the model'})" for op, where in recorder.unknown_cost_ops.items())
-        notes.append(f"FLOPs unknown for: {ops}; rows that run them show no count")
-    trace = Trace(name, str(target), infos, rows, totals_of(model), failure, tuple(notes), costs)
-    if failure is not None:
-        raise TraceError(failure.summary, trace) from cause
+    trace, exception = trace_module(model, inputs, _options(device, costs=costs, timeout=timeout), label)
+    if trace.error is not None:
+        raise TraceError(trace.error.summary, trace) from exception
     return trace
-
-
-def _explain_linear(rows: tuple[Any, ...], failure: Failure) -> Failure:
-    """fc1 (Linear) expects in_features=320 but receives 800 = 50 x 4 x 4 from max_pool2d at net.py:14."""
-    row = rows[failure.row]
-    got = row.input_shapes[0][-1]
-    origin = describe_origin(got, flatten_origin(rows, row))
-    summary = f"{row.name} ({row.op}) expects {failure.expected} but receives {origin}"
-    if failure.fix:
-        summary += f"; write {failure.fix}"
-    return dataclasses.replace(failure, summary=summary)
 
 
 def parameters(model: nn.Module, label: str | None = None) -> ParamReport:
@@ -172,14 +51,13 @@ def parameters(model: nn.Module, label: str | None = None) -> ParamReport:
 
 
 def fc_size(model: nn.Module, *inputs: InputLike, device: str | torch.device | None = None,
-            layer: str | None = None, label: str | None = None) -> FcReport:
+            layer: str | None = None, label: str | None = None,
+            timeout: float | None = DEFAULT_TIMEOUT) -> FcReport:
     """The in_features every Linear reached in the forward pass needs, and the fix for wrong ones.
 
     Each mismatching Linear returns an output of its declared size instead of failing, so one run
-    answers for every Linear even when the model as written stops at the first wrong one.
+    answers for every Linear even when the model as written stops at the first wrong one. A model that
+    fails elsewhere still reports the Linear layers reached before the failure (``report.error``).
     """
-    try:
-        trace = trace_model(model, *inputs, device=device, label=label, repair_linear=True)
-    except TraceError as e:
-        trace = e.trace  # failed elsewhere: report the Linears reached before the failure
+    trace, _ = trace_module(model, inputs, _options(device, repair_linear=True, timeout=timeout), label)
     return fc_report(trace, layer)

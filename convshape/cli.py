@@ -5,18 +5,21 @@ torch is imported inside the commands, so ``--help`` and argument errors answer 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import gc
 import os
 import sys
 import warnings
+from collections.abc import Callable, Iterator
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import click
 import typer
 import typer.core
 from rich.console import Console
+from rich.text import Text
 
 from . import __version__
 from .errors import ConvshapeError, TraceError
@@ -25,21 +28,29 @@ from .spec import check_model_file, parse_device, parse_input, parse_kwargs, par
 if TYPE_CHECKING:
     from .loader import ModelSource
     from .records import Trace
+    from .run import Ran
 
 # torch warns on import when numpy is absent; convshape never needs numpy, so the warning is noise.
 warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 
 app = typer.Typer(
     name="convshape", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+    pretty_exceptions_enable=False,
     help="Every tensor shape through a PyTorch model, its parameters, and the in_features each Linear needs.",
 )
-_err = Console(stderr=True, highlight=False)
+DEFAULT_TIMEOUT = 300.0  # seconds; the same as convshape.run.DEFAULT_TIMEOUT (not imported: no torch here)
+EXIT_INTERRUPTED = 130
+
+
+def _err() -> Console:
+    # user text is printed literally: no markup, no emoji codes (`net.py:M:`), no highlighting
+    return Console(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)
 
 
 class _Command(typer.core.TyperCommand):
     """Usage lines read ``convshape trace [OPTIONS] MODEL``, without typer's ``{MODEL}`` braces."""
 
-    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
         return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in super().collect_usage_pieces(ctx)]
 
 
@@ -66,17 +77,22 @@ ArgOpt = Annotated[list[str], typer.Option(
 FormatOpt = Annotated[Format | None, typer.Option(
     "--format", "-f", show_default=False,
     help="table (default), json, markdown or csv. Default: from -o's extension.")]
-OutputOpt = Annotated[str | None, typer.Option(
-    "--output", "-o", metavar="FILE", show_default=False,
-    help="Write to FILE instead of stdout, in the format of its extension (.txt .json .md .csv .html .mmd .dot).")]
 TraceFormatOpt = Annotated[Format | None, typer.Option(
     "--format", "-f", show_default=False,
     help="table (default), json, markdown, csv, html, mermaid or dot. Default: from -o's extension.")]
+OutputOpt = Annotated[str | None, typer.Option(
+    "--output", "-o", metavar="FILE", show_default=False,
+    help="Write to FILE instead of stdout, in the format of its extension (.txt .json .md .csv .html .mmd .dot).")]
 WidthOpt = Annotated[int | None, typer.Option(
     "--width", "-w", min=0, show_default=False,
     help="Fit the table in this many columns (0: no limit). Default: the terminal's width; pipes and files: no limit.")]
 DeviceOpt = Annotated[str, typer.Option(
-    "--device", "-d", help="auto (fastest that works), meta (no weights allocated), cpu (real weights) or cuda.")]
+    "--device", "-d", help="auto (cpu for small models, meta for large ones), meta (no weights allocated), "
+                           "cpu (real weights) or cuda.")]
+TimeoutOpt = Annotated[float, typer.Option(
+    "--timeout", min=0, help="Stop a load or forward pass that runs longer than this many seconds (0: never).")]
+AsciiOpt = Annotated[bool, typer.Option(
+    "--ascii", help="ASCII-only output (also chosen by itself when stdout cannot encode box-drawing characters).")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show Python tracebacks.")]
 
 
@@ -92,27 +108,90 @@ def _main(version: Annotated[bool, typer.Option("--version", callback=_version, 
     """convshape: shapes, parameters and Linear sizes of PyTorch models."""
 
 
-def _fail(error: ConvshapeError, debug: bool) -> NoReturn:
-    if debug:
-        _err.print_exception()
-    _err.print(f"[bold red]error:[/] {error}", markup=True, highlight=False, soft_wrap=True)
-    raise typer.Exit(error.exit_code)
+def _say_error(message: str, suffix: str = "") -> None:
+    text = Text()
+    text.append("error:", style="bold red")
+    text.append(f" {message}{suffix}")
+    _err().print(text)
 
 
-def _emit(renderable: Any, fmt: Format, output: str | None = None) -> None:
-    """Print the rendered value, or write it to ``output``: text as it is, a table as plain text."""
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _command(fn: F) -> F:
+    """Every command's one error boundary: a ConvshapeError becomes its message and exit code, never a
+    traceback (``--debug`` shows it); Ctrl-C is a one-line message and exit 130."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConvshapeError as e:
+            if kwargs.get("debug"):
+                _err().print_exception()
+            _say_error(str(e))
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            _say_error("interrupted")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    return run  # type: ignore[return-value]
+
+
+_ASCII = str.maketrans({"─": "-", "✗": "x", "↳": "->", "×": "x", "…": "...", "✓": "ok", "≤": "<=", "≥": ">="})
+
+
+def _encodes(stream: Any, sample: str = "─✗↳") -> bool:
+    try:
+        sample.encode(getattr(stream, "encoding", None) or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def _write(text: str) -> None:
+    """Write to stdout and flush, or fail with a clear message: a closed stdout, a full disk, a closed pipe."""
+    stream = sys.stdout
+    if stream is None:
+        _say_error("stdout is closed: there is nowhere to write the output")
+        raise typer.Exit(1)
+    try:
+        stream.write(text)
+        stream.flush()
+    except BrokenPipeError:
+        # the reader stopped (`| head`): not an error; don't let the exit flush raise again
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        raise typer.Exit(0) from None
+    except (OSError, ValueError) as e:
+        _say_error(f"cannot write the output to stdout ({type(e).__name__}: {e})")
+        raise typer.Exit(1) from None
+
+
+def _emit(renderable: Any, fmt: Format, ascii_only: bool = False, output: str | None = None) -> None:
+    """Print a rendered value: text formats (JSON, Markdown, CSV, HTML, graphs) as they are; a table in colour
+    on a terminal, plain in a pipe or file, and in ASCII where stdout cannot encode the box-drawing characters
+    (a Windows code page, LANG=C). With ``output``, write the file instead (a table as plain text)."""
     from .render import to_text
 
     if output is not None:
         from .outputs import write_output
 
-        write_output(output, renderable if isinstance(renderable, str) else to_text(renderable))
-    elif isinstance(renderable, str):
-        sys.stdout.write(renderable if renderable.endswith("\n") else renderable + "\n")
-    elif sys.stdout.isatty():
-        Console().print(renderable, soft_wrap=True)  # grids are laid out already: never re-wrap
+        text = renderable if isinstance(renderable, str) else to_text(renderable)
+        write_output(output, text.translate(_ASCII) if ascii_only else text)
+        return
+    if isinstance(renderable, str):
+        _write(renderable if renderable.endswith("\n") else renderable + "\n")
+        return
+    ascii_only = ascii_only or not _encodes(sys.stdout)
+    if ascii_only:
+        encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+        plain = to_text(renderable).translate(_ASCII)
+        _write(plain.encode(encoding, errors="replace").decode(encoding))
+    elif sys.stdout is not None and sys.stdout.isatty():
+        Console(highlight=False, markup=False, emoji=False).print(renderable, soft_wrap=True)
     else:
-        sys.stdout.write(to_text(renderable))
+        _write(to_text(renderable))
 
 
 def _format(fmt: Format | None, output: str | None, allowed: tuple[Format, ...]) -> Format:
@@ -125,49 +204,57 @@ def _width(width: int | None, fmt: Format, output: str | None) -> int | None:
     """The table's width: --width, else the terminal's when stdout is one; pipes and files get the full table."""
     if width is not None:
         return width or None
-    if fmt is Format.table and output is None and sys.stdout.isatty():
+    if fmt is Format.table and output is None and sys.stdout is not None and sys.stdout.isatty():
         return Console().width
     return None
 
 
 def _progress(fmt: Format) -> Any:
+    """The live progress line on stderr (a terminal only, never with JSON)."""
     from .progress import live_progress
 
-    return live_progress(sys.stderr, fmt is not Format.json and sys.stderr.isatty(), Console(stderr=True).width)
+    enabled = fmt is not Format.json and sys.stderr is not None and sys.stderr.isatty()
+    return live_progress(sys.stderr, enabled, Console(stderr=True).width if enabled else 80)
 
 
-def _source(model: str, args: list[str] | None) -> ModelSource:
+@contextlib.contextmanager
+def _model_session(model: str, args: list[str] | None, timeout: float) -> Iterator[ModelSource]:
+    """Load the model and keep it loaded for one run: the model's directory on sys.path, its exits and
+    hangs caught (--timeout), and whatever it prints sent to stderr, so stdout holds convshape's output."""
     ref = parse_model_ref(model, parse_kwargs(args))
     check_model_file(ref)  # a wrong path answers before torch is imported
+    from .isolation import guarded
     from .loader import resolve
 
-    return resolve(ref)
+    with guarded(timeout or None), contextlib.redirect_stdout(sys.stderr):
+        yield resolve(ref)
 
 
-def _traced(model: str, inputs: list[str] | None, args: list[str] | None, device: str,
-            **options: Any) -> tuple[ModelSource, Trace, TraceError | None]:
-    """Parse, load and trace. A failing forward pass still gives its partial trace (``trace.error`` set)
-    and the TraceError (for --debug); any other ConvshapeError propagates."""
+def _traced(model: str, inputs: list[str] | None, args: list[str] | None, device: str, timeout: float,
+            **options: Any) -> tuple[ModelSource, Ran]:
+    """Parse, load and trace. A failing forward pass still gives its partial trace (``trace.error`` set);
+    any other ConvshapeError propagates."""
     specs = [parse_input(i) for i in inputs or []]
     dev = parse_device(device)
-    source = _source(model, args)
-    from .policy import trace_source  # torch from here on: every argument was checked first
+    with _model_session(model, args, timeout) as source:
+        from .run import RunOptions, trace_source  # torch from here on: every argument was checked first
 
-    try:
-        return source, trace_source(source, specs, dev, **options), None
-    except TraceError as e:
-        return source, e.trace, e  # type: ignore[return-value]
+        return source, trace_source(source, specs, RunOptions(device=dev, timeout=timeout or None, **options))
 
 
-def _debug_traceback(error: TraceError, debug: bool) -> None:
-    """With --debug, the model's own traceback (the TraceError's cause)."""
-    if debug and error.__cause__ is not None:
+def _exit_for(trace: Trace, exception: BaseException | None, debug: bool) -> None:
+    """With --debug, the model's own traceback; then exit 1 when the pass failed."""
+    if trace.error is None:
+        return
+    if debug and exception is not None:
         import traceback
 
-        _err.print("".join(traceback.format_exception(error.__cause__)), markup=False, highlight=False)
+        _err().print("".join(traceback.format_exception(exception)))
+    raise typer.Exit(TraceError.exit_code)
 
 
 @app.command(cls=_Command, short_help="Every layer and op in call order, with input and output shapes.")
+@_command
 def trace(
     model: ModelArg,
     inputs: InputOpt = None,  # type: ignore[assignment]
@@ -190,26 +277,22 @@ def trace(
     fmt: TraceFormatOpt = None,
     output: OutputOpt = None,
     device: DeviceOpt = "auto",
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    ascii_only: AsciiOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Every layer and functional op, in call order, with input and output shapes."""
-    try:
-        chosen = _format(fmt, output, tuple(Format))
-        keys = None
-        if columns is not None:
-            from .render.columns import parse_columns
+    chosen = _format(fmt, output, tuple(Format))
+    keys = None
+    if columns is not None:
+        from .render.columns import parse_columns
 
-            keys = parse_columns(columns)
-        with _progress(chosen):
-            _, result, failed = _traced(model, inputs, args, device, costs=costs)
-        view = TraceView(depth, not no_functions, explain, not expand, keys, full_names,
-                         _width(width, chosen, output))
-        _emit(_trace_out(result, chosen, view), chosen, output)
-    except ConvshapeError as e:
-        _fail(e, debug)
-    if failed is not None:
-        _debug_traceback(failed, debug)
-        raise typer.Exit(failed.exit_code)
+        keys = parse_columns(columns)
+    with _progress(chosen):
+        _, (result, exception) = _traced(model, inputs, args, device, timeout, costs=costs)
+    view = TraceView(depth, not no_functions, explain, not expand, keys, full_names, _width(width, chosen, output))
+    _emit(_trace_out(result, chosen, view), chosen, ascii_only, output)
+    _exit_for(result, exception, debug)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,32 +336,6 @@ def _trace_out(result: Trace, fmt: Format, view: TraceView) -> Any:
                        columns=view.columns, fold=view.fold, full_names=view.full_names)
 
 
-@app.command(cls=_Command, short_help="Parameter tensors, counts, trainable/frozen and totals.")
-def params(
-    model: ModelArg,
-    args: ArgOpt = None,  # type: ignore[assignment]
-    explain: Annotated[bool, typer.Option(
-        "--explain", help="Show the formula behind each count, with the layer's numbers.")] = False,
-    width: WidthOpt = None,
-    fmt: FormatOpt = None,
-    output: OutputOpt = None,
-    debug: DebugOpt = False,
-) -> None:
-    """Parameter tensors, counts, trainable/frozen and totals (no weights are allocated)."""
-    from .render.table import params_table
-
-    try:
-        chosen = _format(fmt, output, _REPORT_FORMATS)
-        source = _source(model, args)
-        from .api import parameters
-
-        report = parameters(source.build("meta"), source.label)
-        _emit(_report_out(report, chosen, explain) if chosen is not Format.table
-              else params_table(report, explain, _width(width, chosen, output)), chosen, output)
-    except ConvshapeError as e:
-        _fail(e, debug)
-
-
 _REPORT_FORMATS = (Format.table, Format.json, Format.markdown, Format.csv)
 
 
@@ -297,7 +354,34 @@ def _report_out(report: Any, fmt: Format, explain: bool = False) -> str:
     return report_csv(report)
 
 
+@app.command(cls=_Command, short_help="Parameter tensors, counts, trainable/frozen and totals.")
+@_command
+def params(
+    model: ModelArg,
+    args: ArgOpt = None,  # type: ignore[assignment]
+    explain: Annotated[bool, typer.Option(
+        "--explain", help="Show the formula behind each count, with the layer's numbers.")] = False,
+    width: WidthOpt = None,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    ascii_only: AsciiOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Parameter tensors, counts, trainable/frozen and totals (no weights are allocated)."""
+    chosen = _format(fmt, output, _REPORT_FORMATS)
+    with _model_session(model, args, timeout) as source:
+        from .api import parameters
+
+        report = parameters(source.build("meta"), source.label)
+    from .render.table import params_table
+
+    _emit(_report_out(report, chosen, explain) if chosen is not Format.table
+          else params_table(report, explain, _width(width, chosen, output)), chosen, ascii_only, output)
+
+
 @app.command("fc-size", cls=_Command, short_help="The in_features each nn.Linear needs, and the fix.")
+@_command
 def fc_size(
     model: ModelArg,
     inputs: InputOpt = None,  # type: ignore[assignment]
@@ -307,36 +391,35 @@ def fc_size(
     fmt: FormatOpt = None,
     output: OutputOpt = None,
     device: DeviceOpt = "auto",
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    ascii_only: AsciiOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """The in_features each nn.Linear needs after the layers before it, and the fix."""
+    chosen = _format(fmt, output, _REPORT_FORMATS)
+    # a model failing elsewhere than a Linear still reports the Linear layers reached before it
+    with _progress(chosen):
+        _, (traced, exception) = _traced(model, inputs, args, device, timeout, repair_linear=True)
+    from .fc import fc_report
+
+    report = fc_report(traced)
+    if layer is not None:
+        names = [c.name for c in report.layers]
+        if layer not in names:
+            from .errors import InputSpecError
+
+            raise InputSpecError(f"--layer {layer!r}: no nn.Linear of that name was reached; "
+                                 f"the Linear layers are: {', '.join(names) or 'none'}")
+        report = dataclasses.replace(report, layers=tuple(c for c in report.layers if c.name == layer))
     from .render.table import fc_table
 
-    try:
-        chosen = _format(fmt, output, _REPORT_FORMATS)
-        # a model failing elsewhere than a Linear still reports the Linear layers reached before it
-        with _progress(chosen):
-            _, traced, _ = _traced(model, inputs, args, device, repair_linear=True)
-        from .fc import fc_report
-
-        report = fc_report(traced)
-        if layer is not None:
-            names = [c.name for c in report.layers]
-            if layer not in names:
-                from .errors import InputSpecError
-
-                raise InputSpecError(f"--layer {layer!r}: no nn.Linear of that name was reached; "
-                                     f"the Linear layers are: {', '.join(names) or 'none'}")
-            report = dataclasses.replace(report, layers=tuple(c for c in report.layers if c.name == layer))
-        _emit(_report_out(report, chosen) if chosen is not Format.table
-              else fc_table(report, _width(width, chosen, output)), chosen, output)
-    except ConvshapeError as e:
-        _fail(e, debug)
-    if report.error is not None:
-        raise typer.Exit(1)
+    _emit(_report_out(report, chosen) if chosen is not Format.table
+          else fc_table(report, _width(width, chosen, output)), chosen, ascii_only, output)
+    _exit_for(traced, exception, debug)
 
 
 @app.command(cls=_Command, short_help="Your forward's source with each line's shape as a comment.")
+@_command
 def annotate(
     model: ModelArg,
     inputs: InputOpt = None,  # type: ignore[assignment]
@@ -344,60 +427,63 @@ def annotate(
     submodules: Annotated[bool, typer.Option(
         "--all", help="Also annotate the forwards of your own submodule classes.")] = False,
     device: DeviceOpt = "auto",
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    ascii_only: AsciiOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Print the model's forward source with each line's shape as a trailing comment."""
-    try:
-        source, traced, failed = _traced(model, inputs, args, device)
-    except ConvshapeError as e:
-        _fail(e, debug)
-    if failed is not None:
-        _err.print(f"[bold red]error:[/] {failed} (the lines before it are annotated)", markup=True,
-                   soft_wrap=True)
-        _debug_traceback(failed, debug)
-    from .annotate import annotate as annotate_forward
+    specs = [parse_input(i) for i in inputs or []]
+    dev = parse_device(device)
+    with _model_session(model, args, timeout) as source:
+        from .annotate import annotate as annotate_forward
+        from .run import RunOptions, trace_source
 
-    # annotate reads the module tree only (names, classes): a fresh meta build is enough
-    built = source.obj if source.is_instance else source.build("meta")
-    blocks = annotate_forward(built, traced, submodules)
-    if sys.stdout.isatty():
+        traced, exception = trace_source(source, specs, RunOptions(device=dev, timeout=timeout or None))
+        # annotate reads the module tree only (names, classes): a fresh meta build is enough
+        built = source.obj if source.is_instance else source.build("meta")
+        blocks = annotate_forward(built, traced, submodules)
+    if traced.error is not None:
+        _say_error(traced.error.summary, " (the lines before it are annotated)")
+    text = "\n\n".join(f"# {b.title}\n{b.code}" for b in blocks) + "\n"
+    if not ascii_only and sys.stdout is not None and sys.stdout.isatty() and _encodes(sys.stdout):
         from rich.syntax import Syntax
 
-        console = Console()
+        console = Console(highlight=False, markup=False, emoji=False)
         for block in blocks:
-            console.print(f"# {block.title}", style="bold")
+            console.print(Text(f"# {block.title}", style="bold"))
             console.print(Syntax(block.code, "python", theme="ansi_dark", word_wrap=False))
+    elif ascii_only or not _encodes(sys.stdout):
+        encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+        _write(text.translate(_ASCII).encode(encoding, errors="replace").decode(encoding))
     else:
-        sys.stdout.write("\n\n".join(f"# {b.title}\n{b.code}" for b in blocks) + "\n")
-    if traced.error is not None:
-        raise typer.Exit(1)
+        _write(text)
+    _exit_for(traced, exception, debug)
 
 
 @app.command(cls=_Command, short_help="One layer on its own: output shape, arithmetic, parameters.")
+@_command
 def layer(
     expr: Annotated[str, typer.Argument(help='A torch.nn layer call, e.g. "nn.Conv2d(3, 10, 2, 2)".',
                                         metavar="EXPR", show_default=False)],
     inputs: InputOpt = None,  # type: ignore[assignment]
     fmt: FormatOpt = None,
+    ascii_only: AsciiOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """One layer on its own: output shape, the arithmetic, the parameters, each argument named."""
-    try:
-        chosen = _format(fmt, None, (Format.table, Format.json))
-        specs = [parse_input(i) for i in inputs or []]
-        if not specs:
-            from .errors import InputSpecError
+    chosen = _format(fmt, None, (Format.table, Format.json))
+    specs = [parse_input(i) for i in inputs or []]
+    if not specs:
+        from .errors import InputSpecError
 
-            raise InputSpecError("layer needs --input SHAPE, e.g. --input 1x3x32x32")
-        from .layer import run_layer
+        raise InputSpecError("layer needs --input SHAPE, e.g. --input 1x3x32x32")
+    from .layer import run_layer
 
-        report = run_layer(expr, *specs)
-    except ConvshapeError as e:
-        _fail(e, debug)
+    report = run_layer(expr, *specs)
     from .render.json import to_json
     from .render.table import layer_text
 
-    _emit(to_json(report) if chosen is Format.json else layer_text(report), chosen)
+    _emit(to_json(report) if chosen is Format.json else layer_text(report), chosen, ascii_only)
     if report.trace.error is not None:
         raise typer.Exit(1)
 

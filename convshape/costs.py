@@ -70,6 +70,13 @@ class CostCounter(TorchDispatchMode):
         super().__init__()
         self.sink = sink
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # torch wraps a dispatch mode's __torch_dispatch__ in torch._disable_dynamo, whose first call imports
+        # torch._dynamo (800+ modules, about 0.7 s). Counting needs no Dynamo, and compiled code runs eagerly
+        # while convshape traces (isolation.guarded), so there is nothing for the wrapper to keep Dynamo out of.
+        return False
+
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
                            kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}

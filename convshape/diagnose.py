@@ -86,6 +86,7 @@ def check_layer(type_name: str, attrs: dict[str, Any], inputs: tuple[Shape, ...]
     if not inputs:
         return None
     x = inputs[0]
+    got: int | None  # the size the layer received where it expected another
     if type_name == "Linear" or (type_name == "LazyLinear" and attrs.get("in_features")):
         need = attrs["in_features"]
         if not x or x[-1] != need:
@@ -108,9 +109,9 @@ def check_layer(type_name: str, attrs: dict[str, Any], inputs: tuple[Shape, ...]
     if type_name == "LayerNorm":
         norm = tuple(attrs.get("normalized_shape", ()))
         if tuple(x[len(x) - len(norm):]) != norm:
-            got = tuple(x[len(x) - len(norm):]) if len(x) >= len(norm) else x
-            return Mismatch(f"trailing dims {shape_text(norm)}", f"{shape_text(got)} (input {shape_text(x)})",
-                            constructor("LayerNorm", attrs, normalized_shape=got))
+            tail = tuple(x[len(x) - len(norm):]) if len(x) >= len(norm) else x
+            return Mismatch(f"trailing dims {shape_text(norm)}", f"{shape_text(tail)} (input {shape_text(x)})",
+                            constructor("LayerNorm", attrs, normalized_shape=tail))
         return None
     if type_name in ("LSTM", "GRU", "RNN") and (not x or x[-1] != attrs.get("input_size")):
         got = x[-1] if x else None

@@ -21,6 +21,12 @@ class LoadError(ConvshapeError):
     """The model file or name could not be imported or built."""
 
 
+class RunTimeout(ConvshapeError):
+    """Loading or building the model ran past ``--timeout``."""
+
+    exit_code = 1
+
+
 class TraceError(ConvshapeError):
     """The model's forward pass failed; ``trace`` keeps the rows recorded up to the failure."""
 
@@ -29,3 +35,14 @@ class TraceError(ConvshapeError):
     def __init__(self, message: str, trace: object | None = None) -> None:
         super().__init__(message)
         self.trace = trace
+
+
+def safe_str(exc: BaseException) -> str:
+    """``str(exc)``, even for an exception whose ``__str__`` raises or returns something odd."""
+    try:
+        text = str(exc)
+    except BaseException as inner:
+        if isinstance(inner, KeyboardInterrupt):
+            raise
+        return f"<its message could not be shown: {type(inner).__name__} in {type(exc).__name__}.__str__>"
+    return text if isinstance(text, str) else repr(text)

@@ -190,7 +190,7 @@ def receptive_fields(rows: tuple[Row, ...]) -> dict[int, tuple[Field, ...]]:
             base = fields.get(src) if src is not None else None
             if base is None or len(base) != w.n:
                 base = tuple(Field(1, 1, 0.0) for _ in range(w.n))
-            fields[row.index] = tuple(f.grow(w.kernel[i], w.stride[i], w.padding[i], w.dilation[i])  # type: ignore[index]
+            fields[row.index] = tuple(f.grow(w.kernel[i], w.stride[i], w.padding[i], w.dilation[i])
                                       for i, f in enumerate(base))
             continue
         if w is not None and isinstance(w.padding, str) and w.padding == "same":

@@ -20,7 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import LoadError
+from .errors import ConvshapeError, LoadError, RunTimeout, safe_str
+from .isolation import ModelExit, TimedOut
 from .paths import user_frame_summary, user_where
 from .spec import ModelRef, check_model_file
 
@@ -33,6 +34,7 @@ class ModelSource:
     kwargs: dict[str, Any]
     label: str  # "mnist_net.py:M"
     how: str  # "M, the only nn.Module subclass defined in mnist_net.py"
+    notes: tuple[str, ...] = ()  # what the loader did that the user should know (a shadowed stdlib module)
 
     @property
     def is_instance(self) -> bool:
@@ -83,21 +85,68 @@ def _user_line(exc: BaseException) -> str:
     return f"{where}: {entry.line}" if entry.line else where
 
 
-def _raised(doing: str, exc: BaseException) -> LoadError:
-    """``importing net.py raised KeyError: 'large'`` and the user's line where it happened."""
+def _raised(doing: str, exc: BaseException) -> ConvshapeError:
+    """``importing net.py raised KeyError: 'large'`` and the user's line where it happened.
+
+    A model that exits (``sys.exit``, ``os._exit``) or runs past ``--timeout`` is told as such.
+    """
+    if isinstance(exc, KeyboardInterrupt):
+        raise exc
     line = _user_line(exc)
-    return LoadError(f"{doing} raised {type(exc).__name__}: {exc}" + (f"\n  at {line}" if line else ""))
+    at = f"\n  at {line}" if line else ""
+    if isinstance(exc, TimedOut):
+        return RunTimeout(f"{doing} did not finish within {exc.seconds:g} s (--timeout){at}")
+    if isinstance(exc, (SystemExit, ModelExit)):
+        how = exc.how if isinstance(exc, ModelExit) else "sys.exit"
+        return LoadError(f"{doing} exited: the model's code called {how}({exc.code!r}); "
+                         f"convshape cannot trace a model that exits{at}")
+    if isinstance(exc, RecursionError):
+        return LoadError(f"{doing} raised RecursionError: {safe_str(exc)} (does a function call itself "
+                         f"without end?){at}")
+    message = safe_str(exc)
+    message = message if len(message) <= 2000 else message[:2000] + " ..."
+    return LoadError(f"{doing} raised {type(exc).__name__}: {message}{at}")
 
 
-def _import_file(ref: ModelRef) -> ModuleType:
+# Modules of the standard library that are harmless to import early (not these, which act on import).
+_NOT_PREIMPORTED = frozenset({"this", "antigravity", "idlelib", "tkinter", "turtle", "turtledemo", "__main__"})
+
+
+def _protect_stdlib(directory: str) -> tuple[str, ...]:
+    """Import now the standard-library modules that a file beside the model would shadow.
+
+    With the model's directory first on ``sys.path``, a ``profile.py`` there would be what torch gets when
+    it imports ``profile`` later, and torch would fail far from the cause. Returns a note per module.
+    """
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return ()
+    notes = []
+    for entry in sorted(entries):
+        stem = entry[:-3] if entry.endswith(".py") else entry
+        if stem == entry and not os.path.isfile(os.path.join(directory, entry, "__init__.py")):
+            continue
+        if stem in sys.stdlib_module_names and stem not in sys.modules and stem not in _NOT_PREIMPORTED:
+            try:
+                importlib.import_module(stem)
+            except Exception:
+                continue
+            notes.append(f"{entry} beside your model has the name of Python's standard module {stem!r}; "
+                         f"`import {stem}` gets the standard one (rename your file to use it)")
+    return tuple(notes)
+
+
+def _import_file(ref: ModelRef) -> tuple[ModuleType, tuple[str, ...]]:
     check_model_file(ref)
     path = os.path.abspath(ref.target)
+    directory = os.path.dirname(path)
+    notes = _protect_stdlib(directory)
     stem = os.path.splitext(os.path.basename(path))[0]
     fresh = stem.isidentifier() and stem not in sys.modules
     mod_name = stem if fresh else f"_convshape_user_{abs(hash(path))}"
-    directory = os.path.dirname(path)
-    if directory not in sys.path:
-        sys.path.insert(0, directory)
+    if not sys.path or sys.path[0] != directory:
+        sys.path.insert(0, directory)  # as `python file.py` has it; the run stage's guard takes it out again
     spec = importlib.util.spec_from_file_location(mod_name, path)
     if spec is None or spec.loader is None:
         raise LoadError(f"cannot import {path} as Python")
@@ -107,13 +156,22 @@ def _import_file(ref: ModelRef) -> ModuleType:
         spec.loader.exec_module(module)
     except SyntaxError as e:
         sys.modules.pop(mod_name, None)
-        where = f"{os.path.basename(e.filename or path)}:{e.lineno}"
-        text = (e.text or "").rstrip()
+        if "null bytes" in e.msg:
+            raise LoadError(f"{os.path.basename(path)} contains NUL bytes: it is not a Python source file "
+                            "(expected a .py file defining an nn.Module)") from e
+        where = os.path.basename(e.filename or path) + (f":{e.lineno}" if e.lineno else "")
+        text = (e.text or "").rstrip().replace("\0", "")
         raise LoadError(f"syntax error in {where}: {e.msg}" + (f"\n    {text}" if text else "")) from e
-    except Exception as e:
+    except ValueError as e:
+        sys.modules.pop(mod_name, None)
+        if "null bytes" in safe_str(e):
+            raise LoadError(f"{os.path.basename(path)} contains NUL bytes: it is not a Python source file "
+                            "(expected a .py file defining an nn.Module)") from e
+        raise _raised(f"importing {os.path.basename(path)}", e) from e
+    except BaseException as e:
         sys.modules.pop(mod_name, None)
         raise _raised(f"importing {os.path.basename(path)}", e) from e
-    return module
+    return module, notes
 
 
 def _import_module(ref: ModelRef) -> ModuleType:
@@ -124,7 +182,7 @@ def _import_module(ref: ModelRef) -> ModuleType:
             raise LoadError(f"no module named {e.name!r} (from MODEL {ref}); expected a .py file or an "
                             "importable package.module:Name") from e
         raise LoadError(f"importing {ref.target} raised ModuleNotFoundError: {e}") from e
-    except Exception as e:
+    except BaseException as e:
         raise _raised(f"importing {ref.target}", e) from e
 
 
@@ -174,7 +232,7 @@ def _check_signature(obj: Any, kwargs: dict[str, Any], label: str) -> None:
 
 def resolve(ref: ModelRef) -> ModelSource:
     """Import the file or module of ``ref`` and pick the model in it, saying how it was chosen."""
-    module = _import_file(ref) if ref.is_file else _import_module(ref)
+    module, notes = _import_file(ref) if ref.is_file else (_import_module(ref), ())
     label = os.path.basename(ref.target) if ref.is_file else ref.target
     found = _candidates(module)
     if ref.name:
@@ -202,7 +260,7 @@ def resolve(ref: ModelRef) -> ModelSource:
                         "not an nn.Module subclass, instance or factory")
     else:
         _check_signature(obj, ref.kwargs, label)
-    return ModelSource(obj, dict(ref.kwargs), label, how)
+    return ModelSource(obj, dict(ref.kwargs), label, how, notes)
 
 
 def _build(obj: Any, kwargs: dict[str, Any], label: str, device: str | None, skip_init: bool) -> nn.Module:
@@ -212,7 +270,7 @@ def _build(obj: Any, kwargs: dict[str, Any], label: str, device: str | None, ski
     try:
         with context, skipped_init() if skip_init else nullcontext():
             built = obj(**kwargs)
-    except Exception as e:
+    except BaseException as e:
         raise _raised(f"building {label}", e) from e
     if not isinstance(built, nn.Module):
         raise LoadError(f"{label} returned a value of type {type(built).__name__}, not an nn.Module")

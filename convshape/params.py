@@ -30,7 +30,7 @@ def totals_of(model: nn.Module) -> Totals:
     for p, _ in unique_parameters(model).values():
         n = numel(p)
         params += n
-        nbytes += n * p.element_size()
+        nbytes += n * p.dtype.itemsize  # not element_size(): a lazy (uninitialized) parameter has none
         if p.requires_grad:
             trainable += n
     return Totals(params, trainable, params - trainable, nbytes)
@@ -83,6 +83,8 @@ def param_report(model: nn.Module, label: str) -> ParamReport:
     records: list[ParamRecord] = []
     owned: dict[str, list[ParamRecord]] = {}
     notes: list[str] = []
+    # by name from one walk: ScriptModules have no get_submodule
+    by_name = dict(model.named_modules(remove_duplicate=False))
     for p, names in unique_parameters(model).values():
         name = names[0]
         lazy = isinstance(p, UninitializedParameter)
@@ -94,7 +96,7 @@ def param_report(model: nn.Module, label: str) -> ParamReport:
         rec = ParamRecord(
             name=name, module=owner, shape=shape, numel=numel(p), trainable=p.requires_grad,
             dtype=dtype_name(p.dtype), shared_with=tuple(names[1:]),
-            formula="unsized (lazy)" if lazy else formula(model.get_submodule(owner), local, shape),
+            formula="unsized (lazy)" if lazy else formula(by_name[owner], local, shape),
         )
         records.append(rec)
         owned.setdefault(rec.module, []).append(rec)

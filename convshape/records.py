@@ -45,7 +45,7 @@ class Row(NamedTuple):
     thousands of them).
     """
 
-    index: int
+    index: int  # type: ignore[assignment]  # the JSON field is "index"; it shadows tuple.index, unused here
     kind: str  # "module" | "function"
     name: str  # qualified module name ("" for the root), or the op name for functions
     op: str  # module class name, or the function as written ("F.relu", "Tensor.view", "torch.cat")

@@ -6,6 +6,7 @@ Nothing here imports torch, so argument errors answer fast.
 from __future__ import annotations
 
 import ast
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,33 +57,47 @@ class ModelRef:
         return self.target + (f":{self.name}" if self.name else "")
 
 
+MAX_DIM = 2**62  # far past any real tensor; keeps every size product an exact int64
+_WHOLE = re.compile(r"-?[0-9]+")  # ASCII digits only: str.isdigit() also accepts "²" and "６"
+
+
+def shown(text: str, limit: int = 60) -> str:
+    """User text quoted for a message, cut to ``limit`` characters: an error never echoes a wall of text."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text):,} characters)"
+
+
 def parse_input(text: str) -> InputSpec:
     """Parse ``64x784`` or ``2x16:int64`` into an :class:`InputSpec`."""
     raw = text.strip()
-    shape_text, _, dtype_text = raw.partition(":")
+    shape_part, sep, dtype_text = raw.partition(":")
     dtype = "float32"
-    if dtype_text:
+    if sep:
         key = dtype_text.strip().removeprefix("torch.")
+        if not key:
+            raise InputSpecError(f"--input {shown(text)}: empty dtype after ':'; expected {INPUT_FORM}")
         if key not in DTYPES:
             known = ", ".join(sorted(set(DTYPES.values())))
             raise InputSpecError(
-                f"--input {text!r}: unknown dtype {dtype_text!r}; expected one of {known} "
+                f"--input {shown(text)}: unknown dtype {shown(dtype_text, 20)}; expected one of {known} "
                 f"(form {INPUT_FORM})"
             )
         dtype = DTYPES[key]
-    parts = shape_text.lower().replace("×", "x").replace(",", "x").split("x")
+    parts = shape_part.lower().replace("×", "x").replace(",", "x").split("x")
     dims: list[int] = []
     for part in parts:
         part = part.strip()
-        if not part.lstrip("-").isdigit():
-            what = "an empty dimension" if not part else f"{part!r}, not a whole number"
-            raise InputSpecError(f"--input {text!r}: got {what}; expected {INPUT_FORM}")
+        if not _WHOLE.fullmatch(part):
+            what = "an empty dimension" if not part else f"{shown(part, 20)}, not a whole number"
+            raise InputSpecError(f"--input {shown(text)}: got {what}; expected {INPUT_FORM}")
         value = int(part)
         if value <= 0:
             raise InputSpecError(
-                f"--input {text!r}: dimension {value} must be a positive size; expected {INPUT_FORM}"
+                f"--input {shown(text)}: dimension {value} must be a positive size; expected {INPUT_FORM}"
             )
         dims.append(value)
+    if math.prod(dims) > MAX_DIM:
+        raise InputSpecError(f"--input {shown(text)}: the shape is too large ({math.prod(dims):.3g} elements; "
+                             f"at most {MAX_DIM:.3g}); expected {INPUT_FORM}")
     return InputSpec(tuple(dims), dtype)
 
 
@@ -130,15 +145,15 @@ def parse_kwargs(items: list[str] | None) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key.isidentifier():
             raise InputSpecError(
-                f"--arg {item!r}: expected key=value with a Python literal value, "
+                f"--arg {shown(item)}: expected key=value with a Python literal value, "
                 "e.g. --arg num_classes=10 --arg widths='[16, 32]'"
             )
         try:
             out[key] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             if not value.strip().isidentifier():
                 raise InputSpecError(
-                    f"--arg {item!r}: {value!r} is not a Python literal; expected e.g. 10, 0.5, "
+                    f"--arg {shown(item)}: {shown(value, 30)} is not a Python literal; expected e.g. 10, 0.5, "
                     "'[16, 32]', True, or a bare word for a string"
                 ) from None
             out[key] = value.strip()
@@ -150,4 +165,4 @@ def parse_device(text: str) -> str:
     value = text.strip().lower()
     if value in DEVICES or re.fullmatch(r"cuda:\d+", value):
         return value
-    raise InputSpecError(f"--device {text!r}: expected one of {', '.join(DEVICES)} (or cuda:N)")
+    raise InputSpecError(f"--device {shown(text)}: expected one of {', '.join(DEVICES)} (or cuda:N)")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 import weakref
 from dataclasses import dataclass, field
 from types import FrameType, TracebackType
@@ -30,10 +29,9 @@ from .cells import place
 from .costs import CostCounter
 from .oplabels import op_label
 from .params import numel
-from .paths import OWN_DIR, TORCH_DIR, user_where
-from .records import Failure, Row, Shape
+from .paths import OWN_DIR, TORCH_DIR
+from .records import Row, Shape
 from .tensors import dtype_name, has_tensor, jsonable, tensors_in
-from .text import shape_text
 
 # torch files that only dispatch a call onward: a call passing through them is still the user's own.
 _THIN_WRAPPERS = tuple(
@@ -150,6 +148,8 @@ def raised_by_convshape(exc: BaseException) -> bool:
     while tb.tb_next is not None:
         tb = tb.tb_next
     code = tb.tb_frame.f_code
+    if isinstance(exc, (RecursionError, MemoryError)):
+        return False  # the model's recursion or size, even when the last frame was one of our hooks
     return code.co_filename.startswith(OWN_DIR) and code is not _call_through.__code__
 
 
@@ -204,9 +204,25 @@ def subtree_param_counts(root: nn.Module) -> dict[int, int]:
 current: Recorder | None = None  # the recorder of the pass in progress, read by the progress line
 
 
-class OverBudget(BaseException):
-    """Raised from inside a forward pass that ran past its time budget (not an Exception, so a
-    model's own ``except Exception`` cannot swallow it)."""
+MAX_ROWS = 1_000_000
+
+
+class TooManyCalls(BaseException):
+    """Raised from inside a forward pass that made more than ``max_rows`` calls: a forward that loops without
+    end would otherwise fill the memory (a BaseException, so a model's ``except Exception`` cannot swallow it)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+
+@dataclass(frozen=True)
+class Stop:
+    """What the recorder saw when the forward pass stopped: plain facts, worded by :mod:`convshape.failure`."""
+
+    exception: BaseException
+    function_row: int | None  # the user's direct call that raised, when it was one
+    module_row: int | None  # the innermost module call still open
 
 
 class Recorder(TorchFunctionMode):
@@ -216,14 +232,16 @@ class Recorder(TorchFunctionMode):
     of the declared ``out_features`` instead of failing, so one run reaches every Linear.
     """
 
-    def __init__(self, root: nn.Module, repair_linear: bool = False, deadline: float | None = None,
+    def __init__(self, root: nn.Module, repair_linear: bool = False, max_rows: int = MAX_ROWS,
                  costs: bool = False) -> None:
         super().__init__()
         self.costs = costs
         self.unknown_cost_ops: dict[str, str | None] = {}  # aten op -> where it ran
         self._fn_flops: list[int | None] | None = None  # FLOPs of the direct call in progress
-        self.deadline = deadline  # time.perf_counter() value past which the pass gives up
-        self.names = {id(m): name for name, m in root.named_modules(remove_duplicate=False)}
+        self.max_rows = max_rows  # a pass that makes more calls than this stops (a forward that never ends)
+        self.names: dict[int, str] = {}
+        for name, m in root.named_modules(remove_duplicate=False):
+            self.names.setdefault(id(m), name)  # a module reachable under several names: its first one
         self.repair_linear = repair_linear
         self.rows: list[_Pending | Row] = []
         self.stack: list[_Pending] = []
@@ -280,6 +298,9 @@ class Recorder(TorchFunctionMode):
     def _remove_hooks(self) -> None:
         for handle in self._handles:
             handle.remove()
+            # torch's handle.remove() leaves the with_kwargs entry behind (torch 2.x); every later
+            # torch.compile'd module would warn about a global hook that is gone
+            nn_module._global_forward_hooks_with_kwargs.pop(handle.id, None)
         self._handles = []
 
     # -- bookkeeping --------------------------------------------------------------------------
@@ -332,8 +353,8 @@ class Recorder(TorchFunctionMode):
     def _before_module(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         if self._busy:
             return
-        if self.deadline is not None and time.perf_counter() > self.deadline:
-            raise OverBudget
+        if len(self.rows) >= self.max_rows:
+            raise TooManyCalls(self.max_rows)
         self._busy = True
         try:
             with _NO_TORCH_FUNCTION():  # plain attribute access: t.shape would dispatch to this mode
@@ -440,6 +461,8 @@ class Recorder(TorchFunctionMode):
     def _function_row(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any,
                       caller: FrameType, flops: int | None = 0) -> Row:
         """A function row is complete when made (its output is known): it is frozen at once."""
+        if len(self.rows) >= self.max_rows:
+            raise TooManyCalls(self.max_rows)
         name, op = op_label(func)
         tensors = tensors_in(args)
         if kwargs:
@@ -468,40 +491,14 @@ class Recorder(TorchFunctionMode):
         return x.new_zeros((*x.shape[:-1], weight.shape[0]))
 
     # -- failure --------------------------------------------------------------------------------
-    def failure(self, exc: BaseException) -> Failure:
-        """Describe why the forward pass stopped, marking the failing row."""
-        fn = self._failed_fn if self._failed_fn is not None and self.rows[-1] is self._failed_fn else None
+    def stop(self, exc: BaseException) -> Stop:
+        """The facts of why the forward pass stopped; the innermost open module row is marked failed."""
+        fn = self._failed_fn if self._failed_fn is not None and self.rows and self.rows[-1] is self._failed_fn \
+            else None
         layer = self.stack[-1] if self.stack else None
-        source = user_where(exc)  # where the user's code was when it failed
-        message = str(exc).strip() or type(exc).__name__
-        first_line = message.splitlines()[0]
-        if fn is not None:
-            received = fn.input_shapes
-            shapes = ", ".join(shape_text(s) for s in received)
-            return Failure(
-                summary=f"{fn.op} at {fn.source} failed on input {shapes}: {first_line}",
-                message=message, error_type=type(exc).__name__, row=fn.index,
-                module=layer.name if layer else None, layer_type=layer.op if layer else None,
-                received=received, source=fn.source,
-            )
-        if layer is None:
-            return Failure(summary=f"the forward pass failed before any layer ran: {first_line}",
-                           message=message, error_type=type(exc).__name__, row=None, module=None,
-                           layer_type=None, source=source)
-        layer.failed = True
-        mismatch = diagnose.check_layer(layer.op, layer.attrs, layer.input_shapes)
-        label = f"{layer.name} ({layer.op})" if layer.name else layer.op
-        if mismatch is not None:
-            summary = f"{label} expects {mismatch.expected}, received {mismatch.received}"
-        else:
-            shapes = ", ".join(shape_text(s) for s in layer.input_shapes) or "no tensors"
-            summary = f"{label} failed on input {shapes}: {first_line}"
-        return Failure(
-            summary=summary, message=message, error_type=type(exc).__name__, row=layer.index,
-            module=layer.name, layer_type=layer.op, received=layer.input_shapes,
-            expected=mismatch.expected if mismatch else None, fix=mismatch.fix if mismatch else None,
-            source=source,
-        )
+        if fn is None and layer is not None:
+            layer.failed = True
+        return Stop(exc, fn.index if fn is not None else None, layer.index if layer is not None else None)
 
     def frozen_rows(self) -> tuple[Row, ...]:
         if not self.costs:

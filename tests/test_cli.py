@@ -73,7 +73,10 @@ def test_trace_failure_exit_1_with_partial_rows_and_error_object() -> None:
 def test_debug_shows_traceback() -> None:
     result = run("trace", EXAMPLES / "broken_fc.py", "-i", "64x784", "--debug")
     assert result.exit_code == 1
-    assert "Traceback" in err_of(result) or "mat1 and mat2" in err_of(result)
+    err = err_of(result)
+    assert err.startswith("Traceback"), err  # the model's own traceback, on stderr
+    assert 'broken_fc.py", line 26, in forward' in err and "RuntimeError: mat1 and mat2" in err
+    assert "Traceback" not in run("trace", EXAMPLES / "broken_fc.py", "-i", "64x784").output  # only with --debug
 
 
 def test_params_json_and_table() -> None:

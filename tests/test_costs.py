@@ -35,7 +35,7 @@ def test_mnist_macs_match_the_formula_and_flop_counter() -> None:
 ])
 def test_totals_within_one_percent_of_flop_counter(factory, inputs: list[str]) -> None:
     model = factory()
-    tensors = [convshape.api.make_input(convshape.spec.parse_input(s), torch.device("cpu")) for s in inputs]
+    tensors = [convshape.inputs.make_input(convshape.spec.parse_input(s), torch.device("cpu")) for s in inputs]
     trace = convshape.trace_model(model, *tensors, costs=True)
     want = flop_counter_total(model, *tensors)
     assert want > 0
@@ -121,3 +121,22 @@ def test_llama_tiny_counts_attention_like_flop_counter_on_meta() -> None:
         model = llama.llama_tiny()
         reference = flop_counter_total(model, torch.zeros(1, 128, dtype=torch.int64))
     assert abs(ours - reference) <= 0.01 * reference
+
+
+def test_counting_costs_does_not_import_dynamo() -> None:
+    """torch wraps a TorchDispatchMode's dispatch so that its first call imports torch._dynamo (about 0.7 s);
+    CostCounter opts out. This pins the torch internal it relies on: if torch changes it, this fails."""
+    import subprocess
+    import sys
+
+    from .conftest import EXAMPLES, ROOT
+
+    code = ("import sys, convshape, torch\n"
+            f"sys.path.insert(0, {str(EXAMPLES)!r})\n"
+            "import mnist_net\n"
+            "trace = convshape.trace_model(mnist_net.M(), '64x784', costs=True)\n"
+            "assert trace.macs == 146_752_000, trace.macs\n"
+            "print('torch._dynamo' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import convshape
-from convshape import policy
+from convshape import run
 from convshape.errors import ConvshapeError
 from convshape.loader import ModelSource
 from convshape.spec import parse_input
@@ -28,7 +28,12 @@ def source(factory, label: str = "m") -> ModelSource:
 
 
 def trace(factory, *inputs: str, device: str = "auto", **kw):
-    return policy.trace_source(source(factory), [parse_input(i) for i in inputs], device, **kw)
+    """The run stage's trace, raising TraceError on a failed pass (as the library does)."""
+    result, exception = run.trace_source(source(factory), [parse_input(i) for i in inputs],
+                                         run.RunOptions(device=device, **kw))
+    if result.error is not None:
+        raise convshape.TraceError(result.error.summary, result) from exception
+    return result
 
 
 @pytest.mark.parametrize("device", ["auto", "meta", "cpu"])
@@ -37,7 +42,7 @@ def test_rows_match_torch_on_every_device(case: str, device: str) -> None:
     factory, specs = zoo.CASES[case]
     model = factory()
     torch.manual_seed(0)
-    truth = torch_module_calls(model, *[convshape.api.make_input(parse_input(s), torch.device("cpu"))
+    truth = torch_module_calls(model, *[convshape.inputs.make_input(parse_input(s), torch.device("cpu"))
                                         for s in specs])
     result = trace(factory, *specs, device=device)
     assert result.device == ("cpu" if device == "auto" else device)  # these models are small
@@ -47,18 +52,37 @@ def test_rows_match_torch_on_every_device(case: str, device: str) -> None:
 
 
 def test_big_models_go_to_meta(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(policy, "SMALL_PARAM_BYTES", 0)
+    monkeypatch.setattr(run, "SMALL_MODEL_BYTES", 0)
     result = trace(load_file(EXAMPLES / "mnist_net.py").M, "64x784")
     assert result.device == "meta" and result.rows[-1].output_shapes == ((64, 10),)
 
 
-def test_slow_cpu_pass_switches_to_meta(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(policy, "CPU_BUDGET_S", 0.0)
+def test_auto_does_not_look_at_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clock that jumps an hour at every reading: any wall-clock budget would change the answer."""
+    import time
+
+    ticks = iter(range(0, 10**9, 3600))
+    for name in ("perf_counter", "monotonic", "time"):
+        monkeypatch.setattr(time, name, lambda: float(next(ticks)))
     result = trace(load_file(EXAMPLES / "mnist_net.py").M, "64x784")
-    assert result.device == "meta"
-    assert result.notes == ("the cpu forward pass ran past 0 s; traced on meta instead",)
-    assert [r.output_shapes for r in result.rows] == [
-        r.output_shapes for r in convshape.trace_model(load_file(EXAMPLES / "mnist_net.py").M(), "64x784").rows]
+    assert result.device == "cpu" and result.notes == ()
+    assert result.rows[-1].output_shapes == ((64, 10),)
+
+
+def test_auto_sizes_buffers_too() -> None:
+    """A model whose 1 TB lives in a buffer goes to meta, as one whose 1 TB lives in parameters would."""
+
+    class HugeBuffer(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("table", torch.zeros(2**38))
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.fc(x) + self.table[:2]
+
+    result = trace(HugeBuffer, "3x4")
+    assert result.device == "meta" and result.rows[0].output_shapes == ((3, 2),)
 
 
 @pytest.mark.parametrize("name,inputs,reason", [
@@ -68,7 +92,7 @@ def test_slow_cpu_pass_switches_to_meta(monkeypatch: pytest.MonkeyPatch) -> None
 ])
 def test_meta_fallback_to_cpu_with_a_note(monkeypatch: pytest.MonkeyPatch, name: str, inputs: list[str],
                                           reason: str) -> None:
-    monkeypatch.setattr(policy, "SMALL_PARAM_BYTES", 0)  # treat as big: meta first
+    monkeypatch.setattr(run, "SMALL_MODEL_BYTES", 0)  # treat as big: meta first
     factory = getattr(unfriendly, name)
     result = trace(factory, *inputs)
     assert result.device == "cpu"
@@ -76,26 +100,26 @@ def test_meta_fallback_to_cpu_with_a_note(monkeypatch: pytest.MonkeyPatch, name:
     assert note.startswith("meta could not run this model (") and note.endswith("; traced on cpu instead")
     assert reason in note and "meta_unfriendly.py:" in note
     model = factory()
-    truth = torch_module_calls(model, *[convshape.api.make_input(parse_input(s), torch.device("cpu"))
+    truth = torch_module_calls(model, *[convshape.inputs.make_input(parse_input(s), torch.device("cpu"))
                                         for s in inputs])
     assert [(r.name, list(r.output_shapes)) for r in result.module_rows()] == [
         (c["name"], c["out"]) for c in truth]
 
 
 def test_fallback_refuses_a_model_that_does_not_fit(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(policy, "SMALL_PARAM_BYTES", 0)
-    monkeypatch.setattr(policy, "available_memory", lambda: 100)
+    monkeypatch.setattr(run, "SMALL_MODEL_BYTES", 0)
+    monkeypatch.setattr(run, "available_memory", lambda: 100)
     with pytest.raises(ConvshapeError) as info:
         trace(unfriendly.DataDependentBranch, "2x6")
     text = str(info.value)
     assert text.startswith("meta cannot run this model (RuntimeError: Tensor.item() cannot be called")
     n = sum(p.numel() for p in unfriendly.DataDependentBranch().parameters())
-    assert f"would allocate {4 * n} B of parameters ({n} parameters) and {2 * 6 * 4} B of inputs" in text
+    assert f"would allocate {4 * n} B of parameters and buffers ({n} parameters) and {2 * 6 * 4} B of inputs" in text
     assert "but only 100 B of memory is available" in text
 
 
 def test_diagnosed_mismatch_on_meta_is_reported_without_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(policy, "SMALL_PARAM_BYTES", 0)
+    monkeypatch.setattr(run, "SMALL_MODEL_BYTES", 0)
     failing = load_file(ASSETS / "failing.py")
     with pytest.raises(convshape.TraceError) as info:
         trace(failing.WrongChannels, "2x1x28x28")

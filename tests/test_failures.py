@@ -99,9 +99,10 @@ def test_state_is_unchanged_after_success_and_failure(device: str) -> None:
         flags = [m.training for m in model.modules()]
         grads = [p.requires_grad for p in model.parameters()]
         try:
-            convshape.trace_model(model, *inputs, device="cpu")
-        except TraceError:
-            assert fails
+            result = convshape.trace_model(model, *inputs, device=device)
+            assert not fails and result.device == device
+        except TraceError as e:
+            assert fails and e.trace.device == device  # the failure was found on the device asked for
         _interceptors_gone()
         after = model.state_dict()
         assert before.keys() == after.keys()
@@ -126,4 +127,22 @@ def test_a_convshape_bug_is_not_blamed_on_the_model(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(tracer, "_where", None)  # calling it fails inside convshape's own hook
     with pytest.raises(RuntimeError, match="convshape internal error while tracing"):
         convshape.trace_model(nn.Sequential(nn.Linear(2, 2)), "1x2")
+    _interceptors_gone()
+
+
+def test_a_forward_that_never_ends_is_stopped_by_the_call_limit() -> None:
+    """A deterministic bound, before the clock's: the pass stops after max_rows calls, with what it saw."""
+    from convshape.run import RunOptions, trace_module
+
+    class Loops(nn.Module):
+        def forward(self, x):
+            while True:
+                x = x + 1
+
+    result, exception = trace_module(Loops(), ["2x3"], RunOptions(max_rows=50))
+    assert result.error is not None and len(result.rows) == 50
+    assert result.error.summary.startswith("the forward pass made more than 50 calls and was stopped; the last "
+                                           "call was Tensor.add at test_failures.py:")
+    assert result.error.summary.endswith("does it loop without end?")
+    assert type(exception).__name__ == "TooManyCalls"
     _interceptors_gone()

@@ -75,12 +75,13 @@ def test_layer_filter_and_json_contract() -> None:
 def test_resnet_head_ok(device: str) -> None:
     from convshape.fc import fc_report
     from convshape.loader import ModelSource
-    from convshape.policy import trace_source
+    from convshape.run import RunOptions, trace_source
     from convshape.spec import parse_input
 
     factory = load_file(EXAMPLES / "resnet_style.py").resnet_small
     model = factory()
-    report = fc_report(trace_source(ModelSource(factory, {}, "r", "test"), [parse_input("2x3x32x32")], device,
-                                    repair_linear=True))
+    ran = trace_source(ModelSource(factory, {}, "r", "test"), [parse_input("2x3x32x32")],
+                       RunOptions(device=device, repair_linear=True))
+    report = fc_report(ran.trace)
     (fc,) = report.layers
     assert fc.ok and fc.required == model.fc.in_features

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import convshape
-from convshape.api import make_input
+from convshape.inputs import make_input
 from convshape.spec import parse_input
 
 from .conftest import ASSETS, load_file, torch_module_calls, unique_numel

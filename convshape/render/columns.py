@@ -201,7 +201,7 @@ def lay_out(view: Sequence[ViewRow], trace: Trace, keys: Sequence[str], width: i
     for names in DROP_ORDER:
         if names:
             if not chosen:
-                steps.append(lambda s, n=names: replace(s, dropped=s.dropped | frozenset(n)))
+                steps.append(_dropping(names))
         else:
             steps.append(lambda s: replace(s, short_counts=True))
     steps.append(lambda s: replace(s, indent=1))
@@ -211,6 +211,10 @@ def lay_out(view: Sequence[ViewRow], trace: Trace, keys: Sequence[str], width: i
         if laid.width() <= width:
             return laid
     return _cut(laid, width)
+
+
+def _dropping(names: tuple[str, ...]) -> Callable[[Style], Style]:
+    return lambda s: replace(s, dropped=s.dropped | frozenset(names))
 
 
 def _cut(laid: Laid, width: int) -> Laid:

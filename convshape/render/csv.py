@@ -18,7 +18,7 @@ def _shapes(shapes: tuple[Shape, ...]) -> str:
     return ";".join("x".join(map(str, s)) for s in shapes)
 
 
-def _write(header: Sequence[str], rows: list[list[object]]) -> str:
+def _write(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     buf = io.StringIO()
     writer = _csv.writer(buf, lineterminator="\n")
     writer.writerow(header)

@@ -1,0 +1,213 @@
+"""Run a user's model without changing it or the process around it.
+
+* :func:`stand_in` makes a copy of a model's structure whose tensors live on another device (meta: no
+  values at all), so tracing "on meta" never moves or empties the caller's model.
+* :class:`Preserved` runs a model in place and puts back what a forward pass may change: training flags
+  and buffers written in place.
+* :func:`guarded` holds the process-wide state a model's code can reach for the length of a load or a
+  trace: ``os._exit`` raises :class:`ModelExit` instead of killing the process; the global random state,
+  warnings filters and ``sys.path`` come back as they were; torch.compile'd code runs eagerly (so Dynamo never traces
+  convshape's hooks), and a pass stops with :class:`TimedOut` after ``timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import sys
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from types import FrameType, TracebackType
+from typing import Any, NoReturn
+
+import torch
+from torch import nn
+from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
+
+from .errors import ConvshapeError
+
+
+class ModelExit(BaseException):
+    """The model's code called ``sys.exit``, ``exit()`` or ``os._exit``: convshape reports it instead of exiting."""
+
+    def __init__(self, code: object, how: str) -> None:
+        super().__init__(code)
+        self.code = code
+        self.how = how
+
+
+class TimedOut(BaseException):
+    """A load or forward pass ran past ``--timeout`` (a BaseException, so ``except Exception`` can't swallow it)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds
+
+
+def _unique_tensors(model: nn.Module) -> Iterator[torch.Tensor]:
+    """Parameters, buffers and plain tensor attributes of every module, each once."""
+    seen: set[int] = set()
+    for module in model.modules():
+        for tensor in (*module._parameters.values(), *module._buffers.values(),
+                       *(v for v in vars(module).values() if isinstance(v, torch.Tensor))):
+            if tensor is not None and id(tensor) not in seen:
+                seen.add(id(tensor))
+                yield tensor
+
+
+def _placed(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``tensor`` on ``device``: no values on meta, zeros coming from meta, a copy of the values otherwise."""
+    if isinstance(tensor, (UninitializedParameter, UninitializedBuffer)):
+        # torch's stubs leave out the device and dtype that these constructors take
+        return type(tensor)(requires_grad=tensor.requires_grad, device=device, dtype=tensor.dtype)  # type: ignore[call-arg]
+    with torch.no_grad():
+        if device.type == "meta":
+            data = torch.empty_like(tensor, device=device)
+        elif tensor.device.type == "meta":
+            data = torch.zeros_like(tensor, device=device)  # meta holds no values: zeros, the same every run
+        else:
+            data = tensor.detach().to(device, copy=True)
+    if isinstance(tensor, nn.Parameter):
+        return nn.Parameter(data, requires_grad=tensor.requires_grad)
+    return data
+
+
+def stand_in(model: nn.Module, device: torch.device) -> nn.Module:
+    """A copy of ``model`` whose tensors are on ``device``; the caller's model is not touched.
+
+    Tied tensors stay tied. Only the structure is copied by ``copy.deepcopy``; every tensor is made anew
+    by :func:`_placed`, so a large model's weights are never copied on the way to meta.
+    """
+    memo: dict[int, Any] = {id(t): _placed(t, device) for t in _unique_tensors(model)}
+    try:
+        return copy.deepcopy(model, memo)
+    except Exception as e:
+        raise ConvshapeError(
+            f"cannot make a {device} copy of {type(model).__name__} to trace ({type(e).__name__}: {e}); "
+            "trace it where its parameters are (device=None) or build it on that device"
+        ) from e
+
+
+class Preserved:
+    """Run a model in place and restore what a forward pass may change (training flags, buffers written in
+    place; :func:`guarded` restores the random state). Parameters a forward changes in place cannot be
+    restored: they are listed in ``changed`` so the caller can say so."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.changed: list[str] = []
+
+    def __enter__(self) -> Preserved:
+        # one walk over the modules' own dicts: this runs before every in-place trace
+        self._flags: list[tuple[nn.Module, bool]] = []
+        self._buffers: list[tuple[torch.Tensor, torch.Tensor | None, int]] = []
+        self._params: list[tuple[nn.Module, str, torch.Tensor, int]] = []
+        seen: set[int] = set()
+        for module in self.model.modules():
+            self._flags.append((module, module.training))
+            for b in module._buffers.values():
+                if b is None or id(b) in seen or isinstance(b, UninitializedBuffer):
+                    continue
+                seen.add(id(b))
+                self._buffers.append((b, None if b.device.type == "meta" else b.detach().clone(), b._version))
+            for name, p in module._parameters.items():
+                if p is not None and id(p) not in seen and not isinstance(p, UninitializedParameter):
+                    seen.add(id(p))
+                    self._params.append((module, name, p, p._version))
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        for module, training in self._flags:
+            module.training = training
+        with torch.no_grad():
+            for buffer, saved, version in self._buffers:
+                if saved is not None and buffer._version != version:
+                    buffer.copy_(saved)
+        changed = {id(p) for _, _, p, version in self._params if p._version != version}
+        if changed:
+            self.changed = [name for name, p in self.model.named_parameters() if id(p) in changed]
+
+
+def _exit_instead(code: int = 0) -> NoReturn:
+    raise ModelExit(code, "os._exit")
+
+
+def _timed_out(seconds: float) -> Any:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise TimedOut(seconds)
+
+    return handler
+
+
+@contextmanager
+def _alarm(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`TimedOut` in the main thread after ``seconds`` (no limit elsewhere, or when None)."""
+    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+    previous = signal.signal(signal.SIGALRM, _timed_out(seconds))
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@contextmanager
+def _eager_compiled_code() -> Iterator[None]:
+    """torch.compile'd functions run eagerly while tracing: Dynamo would otherwise trace convshape's own hooks.
+
+    Only when Dynamo is already imported (a model that compiles anything imported it while being built):
+    importing it costs about a second.
+    """
+    if "torch._dynamo" not in sys.modules:
+        yield
+        return
+    with torch.compiler.set_stance("force_eager"):
+        yield
+
+
+_active = threading.local()
+
+
+@contextmanager
+def guarded(timeout: float | None = None) -> Iterator[None]:
+    """Hold the process-wide state a model's code can reach, for one load or trace (see the module docstring).
+
+    ``sys.path`` comes back as it was: the loader puts the model's directory first, as ``python file.py``
+    would have it, for the length of the load and the trace. Nested use is a no-op: the outermost guard
+    (the CLI's, around load and trace) sets the limits.
+    """
+    if getattr(_active, "on", False):
+        yield
+        return
+    _active.on = True
+    try:
+        with _guard(timeout):
+            yield
+    finally:
+        _active.on = False
+
+
+@contextmanager
+def _guard(timeout: float | None) -> Iterator[None]:
+    saved_path = list(sys.path)
+    saved_exit = os._exit
+    with ExitStack() as stack:
+        stack.enter_context(warnings.catch_warnings())
+        # the global random state: a lazy layer's initialization or a forward's torch.rand must not move it
+        cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+        stack.enter_context(torch.random.fork_rng(devices=cuda))
+        os._exit = _exit_instead  # type: ignore[assignment]
+        try:
+            stack.enter_context(_eager_compiled_code())
+            stack.enter_context(_alarm(timeout))
+            yield
+        finally:
+            os._exit = saved_exit
+            sys.path[:] = saved_path

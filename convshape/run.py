@@ -1,0 +1,241 @@
+"""The run stage: decide the device once, check the inputs, make them once, run one pass, diagnose it.
+
+Everything that traces goes through here: the library's ``trace_model`` and ``fc_size``, and every CLI
+command. The result is always a :class:`~convshape.records.Trace` whose ``error`` says what failed; the
+original exception rides beside it in :class:`Ran` for callers that chain it (the library's TraceError).
+
+Where the pass runs (``device``):
+
+* a built module (the library, or a module-level instance in a file): where its parameters are, unless
+  another device is named. Then a stand-in copy is traced on that device, and the caller's model is never
+  moved or emptied. A model traced in place gets back its training flags, buffers and random state.
+* a class or factory, ``"auto"``: it is first built on meta, which allocates nothing and tells the size of
+  its parameters *and* buffers. A model of at most ``SMALL_MODEL_BYTES`` (with at most
+  ``SMALL_INPUT_BYTES`` of inputs) is then built on the CPU with its own initialization, under a fixed
+  seed, and traced there: the answer is the model's own. Any other model is traced on meta; if meta cannot
+  run it (no meta kernel, data-dependent code, tensors made on a fixed device), it is rebuilt on the CPU
+  with a note, when its parameters fit in memory. Nothing here looks at the clock: the same command gives
+  the same output on an idle and on a busy machine. ``timeout`` only bounds a pass that would not end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import io
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
+
+from .errors import ConvshapeError, InputSpecError, LoadError, safe_str
+from .failure import describe
+from .inputs import InputLike, check_arity, input_bytes, make_inputs, model_device, to_spec
+from .isolation import Preserved, guarded, stand_in
+from .loader import ModelSource
+from .params import totals_of
+from .records import Trace
+from .spec import InputSpec
+from .text import si_bytes
+from .tracer import MAX_ROWS, Recorder, raised_by_convshape
+
+SMALL_MODEL_BYTES = 256 * 2**20
+SMALL_INPUT_BYTES = 64 * 2**20
+MEMORY_HEADROOM = 0.8  # use at most this share of the available memory on a fallback
+DEFAULT_TIMEOUT = 300.0
+SEED = 0
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run the pass: ``device`` is auto, meta, cpu, cuda or cuda:N; ``timeout`` in seconds (None: none)."""
+
+    device: str = "auto"
+    repair_linear: bool = False
+    costs: bool = False
+    timeout: float | None = DEFAULT_TIMEOUT
+    max_rows: int = MAX_ROWS
+
+
+class Ran(NamedTuple):
+    """A trace, and the exception that stopped its pass (None when it ran to the end)."""
+
+    trace: Trace
+    exception: BaseException | None
+
+
+def check_device(device: torch.device) -> None:
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputSpecError(f"--device {device}: no CUDA device is available here "
+                             "(torch.cuda.is_available() is False); use --device cpu or --device meta")
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (MemAvailable on Linux), None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def state_bytes(model: nn.Module) -> int:
+    """Bytes of the model's parameters and buffers (each tensor once; lazy ones count 0)."""
+    seen: set[int] = set()
+    total = 0
+    for t in (*model.parameters(), *model.buffers()):
+        if id(t) in seen or isinstance(t, (UninitializedParameter, UninitializedBuffer)):
+            continue
+        seen.add(id(t))
+        total += t.numel() * t.element_size()
+    return total
+
+
+def _is_lazy(model: nn.Module) -> bool:
+    return any(isinstance(t, (UninitializedParameter, UninitializedBuffer))
+               for t in (*model.parameters(), *model.buffers()))
+
+
+@contextlib.contextmanager
+def _seeded() -> Iterator[None]:
+    """A fixed random state for a model convshape builds and runs itself; the caller's comes back after."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        yield
+
+
+def _one_pass(model: nn.Module, specs: Sequence[InputSpec | torch.Tensor], device: torch.device,
+              options: RunOptions, label: str, notes: Sequence[str] = (), in_place: bool = False) -> Ran:
+    """Make the inputs, run the model once with the recorder, and word a failure if there was one."""
+    tensors, infos = make_inputs(specs, device)
+    recorder = Recorder(model, repair_linear=options.repair_linear, max_rows=options.max_rows,
+                        costs=options.costs)
+    recorder.input_ids.update(id(t) for t in tensors)
+    placement = torch.device("meta") if device.type == "meta" else nullcontext()
+    kept = Preserved(model) if in_place else None
+    stop = None
+    collecting = gc.isenabled()
+    with guarded(options.timeout), kept if kept is not None else nullcontext():
+        try:
+            model.eval()
+            # The pass makes many small objects and no cycles worth collecting; the cyclic collector would
+            # rescan torch's large heap for them (measured: about 3% of a 70B meta trace).
+            gc.disable()
+            with torch.no_grad(), placement, recorder:  # the recorder's mode sits on top of the device's
+                model(*tensors)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # the user's model stopped: keep what was traced, say why
+            if isinstance(e, Exception) and raised_by_convshape(e):
+                raise RuntimeError(f"convshape internal error while tracing {label} (please report it): "
+                                   f"{safe_str(e)}") from e
+            stop = recorder.stop(e)
+        finally:
+            if collecting:
+                gc.enable()
+    rows = recorder.frozen_rows()
+    failure = describe(rows, stop) if stop is not None else None
+    notes = list(notes)
+    if recorder.unknown_cost_ops:
+        ops = ", ".join(f"{op} (in {where or 'the model'})" for op, where in recorder.unknown_cost_ops.items())
+        notes.append(f"FLOPs unknown for: {ops}; rows that run them show no count")
+    if kept is not None and kept.changed:
+        notes.append(f"the forward pass changed parameters in place ({', '.join(kept.changed[:5])}); "
+                     "convshape cannot undo that")
+    trace = Trace(label, str(device), infos, rows, totals_of(model), failure, tuple(notes), options.costs)
+    return Ran(trace, stop.exception if stop is not None else None)
+
+
+def trace_module(model: nn.Module, inputs: Sequence[InputLike], options: RunOptions = RunOptions(),
+                 label: str | None = None, notes: Sequence[str] = ()) -> Ran:
+    """Trace a built module, never changing it: in place on its own device, else a stand-in on the one named."""
+    specs = [to_spec(v) for v in inputs]
+    check_arity(model, len(specs))
+    home = model_device(model, specs)
+    target = home if options.device == "auto" else torch.device(options.device)
+    check_device(target)
+    same = target == home or (target.type == home.type == "cuda" and target.index is None)
+    name = label or type(model).__name__
+    if same and not _is_lazy(model):
+        return _one_pass(model, specs, target, options, name, notes, in_place=True)
+    # a lazy model is sized by its first forward: that happens to a copy, not to the caller's model
+    return _one_pass(stand_in(model, target), specs, target, options, name, notes)
+
+
+def _quiet_build(source: ModelSource, device: str) -> nn.Module:
+    """Build again: the first build already showed the user what their code prints and warns."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        return source.build(device)
+
+
+def _meta_fallback_reason(ran: Ran) -> str | None:
+    """Why meta could not run a model that the CPU might, or None when meta's answer is the model's answer."""
+    failure = ran.trace.error
+    if failure is None or failure.expected is not None:
+        return None  # ran, or a diagnosed shape mismatch
+    if not isinstance(ran.exception, Exception):
+        return None  # it exited, timed out or looped: the CPU would do the same
+    where = f" at {failure.source}" if failure.source else ""
+    return f"{failure.error_type}: {failure.message.splitlines()[0][:160]}{where}"
+
+
+def trace_source(source: ModelSource, inputs: Sequence[InputLike], options: RunOptions = RunOptions()) -> Ran:
+    """Build the model of ``source`` where ``options.device`` says (see the module docstring) and trace it."""
+    specs = [to_spec(v) for v in inputs]
+    notes = list(source.notes)
+    if source.is_instance:
+        return trace_module(source.obj, specs, options, source.label, notes)
+    if isinstance(source.obj, type):
+        check_arity(source.obj, len(specs))  # before anything is built
+    if options.device != "auto":
+        device = torch.device(options.device)
+        check_device(device)
+        with _seeded() if device.type != "meta" else nullcontext():
+            model = source.build(options.device)
+            check_arity(model, len(specs))
+            return _one_pass(model, specs, device, options, source.label, notes)
+
+    try:
+        meta_model = source.build("meta")
+    except LoadError as e:
+        # a model whose own code pins tensors to a device cannot be built on meta: build it as written
+        notes.append(f"it could not be built on meta ({safe_str(e).splitlines()[0][:160]}); built on cpu")
+        with _seeded():
+            model = _quiet_build(source, "cpu")
+            check_arity(model, len(specs))
+            return _one_pass(model, specs, torch.device("cpu"), options, source.label, notes)
+    check_arity(meta_model, len(specs))
+    weights, data = state_bytes(meta_model), input_bytes(specs)
+    if weights <= SMALL_MODEL_BYTES and data <= SMALL_INPUT_BYTES:
+        del meta_model
+        with _seeded():
+            return _one_pass(_quiet_build(source, "cpu"), specs, torch.device("cpu"), options, source.label, notes)
+    ran = _one_pass(meta_model, specs, torch.device("meta"), options, source.label, notes)
+    reason = _meta_fallback_reason(ran)
+    if reason is None:
+        return ran
+    free = available_memory()
+    if free is not None and weights + data > MEMORY_HEADROOM * free:
+        raise ConvshapeError(
+            f"meta cannot run this model ({reason}), and running it on the cpu would allocate "
+            f"{si_bytes(weights)} of parameters and buffers ({totals_of(meta_model).params:,} parameters) and "
+            f"{si_bytes(data)} of inputs, but only {si_bytes(free)} of memory is available; make the failing op "
+            "meta-friendly or use a machine with more memory"
+        )
+    notes.append(f"meta could not run this model ({reason}); traced on cpu instead")
+    del meta_model, ran
+    with _seeded():
+        return _one_pass(_quiet_build(source, "cpu"), specs, torch.device("cpu"), options, source.label, notes)
