@@ -181,7 +181,11 @@ def _emit(renderable: Any, fmt: Format, ascii_only: bool = False, output: str | 
         write_output(output, text.translate(_ASCII) if ascii_only else text)
         return
     if isinstance(renderable, str):
-        _write(renderable if renderable.endswith("\n") else renderable + "\n")
+        text = renderable if renderable.endswith("\n") else renderable + "\n"
+        if fmt is not Format.json and (ascii_only or not _encodes(sys.stdout, text)):
+            encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+            text = text.translate(_ASCII).encode(encoding, errors="replace").decode(encoding)
+        _write(text)
         return
     ascii_only = ascii_only or not _encodes(sys.stdout)
     if ascii_only:

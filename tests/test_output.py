@@ -295,3 +295,16 @@ def test_dir_lists_the_public_api() -> None:
     for name in ("trace_model", "parameters", "fc_size", "Trace", "ConvshapeError", "TraceError"):
         assert name in names
     assert "TYPE_CHECKING" not in names
+
+
+def test_html_is_ascii_and_ascii_flag_reaches_every_text_format() -> None:
+    from convshape.render.html import trace_html
+
+    try:
+        convshape.trace_model(load_file(ASSETS / "failing.py").WrongChannels(), "2x1x28x28")
+    except convshape.TraceError as e:
+        page = trace_html(e.trace)  # type: ignore[arg-type]
+    assert page.isascii() and "&#10007; conv2" in page  # ✗ as a character reference
+    model = str(EXAMPLES / "broken_fc.py")
+    result = runner.invoke(app, ["trace", model, "-i", "64x784", "-f", "markdown", "--ascii"])
+    assert result.output.isascii() and "> **x fc1 (Linear)" in result.output

@@ -59,7 +59,8 @@ _JS = """
       root.querySelector('.count').textContent=rows.filter(function(r){return r.classList.contains('match');})
         .length+' matching';}
     else{rows.forEach(function(r){r.hidden=!ancestorsOpen(r);});root.querySelector('.count').textContent='';}
-    rows.forEach(function(r){var t=r.querySelector('.tog.kids');if(t)t.textContent=r.dataset.open==='1'?'▾':'▸';});}
+    rows.forEach(function(r){var t=r.querySelector('.tog.kids');
+      if(t)t.textContent=r.dataset.open==='1'?'\\u25be':'\\u25b8';});}
   rows.forEach(function(r){var t=r.querySelector('.tog.kids');if(t)t.addEventListener('click',function(){
     r.dataset.open=r.dataset.open==='1'?'0':'1';refresh();});});
   root.querySelector('input.q').addEventListener('input',refresh);
@@ -176,8 +177,14 @@ def trace_html_fragment(trace: Trace, depth: int | None = None, functions: bool 
 
 
 def trace_html(trace: Trace, depth: int | None = None, functions: bool = True, fold: bool = True) -> str:
-    """A complete, self-contained HTML document: open it in any browser, offline."""
-    return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+    """A complete, self-contained HTML document: open it in any browser, offline. Pure ASCII (other
+    characters as references), so any terminal, file system or mail client carries it unchanged."""
+    return _ascii("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>convshape: {escape(trace.model)}</title>"
             '<meta name="viewport" content="width=device-width, initial-scale=1"></head>\n<body>\n'
             + trace_html_fragment(trace, depth, functions, fold) + "\n</body></html>\n")
+
+
+def _ascii(document: str) -> str:
+    # the script and style are ASCII already (escapes in JS), so references only replace text and attributes
+    return document.encode("ascii", "xmlcharrefreplace").decode("ascii")
