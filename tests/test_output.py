@@ -190,6 +190,18 @@ def test_only_identical_blocks_fold() -> None:
     (g,) = find_groups(convshape.trace_model(Same(), "2x8"))
     assert (g.name, g.count, g.params) == ("layers.0-2", 3, 3 * 72)
 
+    class Shrinking(nn.Module):  # same layers and parameters, but each call sees a smaller image: no fold
+        def __init__(self) -> None:
+            super().__init__()
+            self.convs = nn.ModuleList(nn.Conv2d(4, 4, 3) for _ in range(3))
+
+        def forward(self, x):
+            for conv in self.convs:
+                x = conv(x)
+            return x
+
+    assert find_groups(convshape.trace_model(Shrinking(), "1x4x16x16")) == ()
+
 
 def test_json_keeps_every_row_and_marks_groups() -> None:
     trace = model_trace("llama_tiny")
