@@ -27,6 +27,11 @@ _LAZY = {"trace_model": "api", "parameters": "api", "fc_size": "api", "Trace": "
          "trace_program": "program", "CheckpointReport": "checkpoint_records", "WeightsReport": "checkpoint_records"}
 
 
+def __dir__() -> list[str]:
+    # the public API, lazy names included, for dir(convshape) and tab completion
+    return sorted(__all__)
+
+
 def __getattr__(name: str) -> Any:
     # torch is imported only when a traced API is used, so `convshape --help` stays fast.
     if name in _LAZY:

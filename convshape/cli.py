@@ -17,6 +17,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.text import Text
 
@@ -47,9 +48,21 @@ def _err() -> Console:
     return Console(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)
 
 
+class _Command(typer.core.TyperCommand):
+    """Usage lines read ``convshape trace [OPTIONS] MODEL``, without typer's ``{MODEL}`` braces."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in super().collect_usage_pieces(ctx)]
+
+
 class Format(str, Enum):
     table = "table"
     json = "json"
+    markdown = "markdown"
+    csv = "csv"
+    html = "html"
+    mermaid = "mermaid"
+    dot = "dot"
 
 
 ModelArg = Annotated[str, typer.Argument(
@@ -67,7 +80,18 @@ ConfigOpt = Annotated[str | None, typer.Option(
 ArgOpt = Annotated[list[str], typer.Option(
     "--arg", "-a", help="Constructor/factory keyword argument key=value (a Python literal); repeatable.",
     show_default=False)]
-FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table for people, json for programs.")]
+FormatOpt = Annotated[Format | None, typer.Option(
+    "--format", "-f", show_default=False,
+    help="table (default), json, markdown or csv. Default: from -o's extension.")]
+TraceFormatOpt = Annotated[Format | None, typer.Option(
+    "--format", "-f", show_default=False,
+    help="table (default), json, markdown, csv, html, mermaid or dot. Default: from -o's extension.")]
+OutputOpt = Annotated[str | None, typer.Option(
+    "--output", "-o", metavar="FILE", show_default=False,
+    help="Write to FILE instead of stdout, in the format of its extension (.txt .json .md .csv .html .mmd .dot).")]
+WidthOpt = Annotated[int | None, typer.Option(
+    "--width", "-w", min=0, show_default=False,
+    help="Fit the table in this many columns (0: no limit). Default: the terminal's width; pipes and files: no limit.")]
 DeviceOpt = Annotated[str, typer.Option(
     "--device", "-d", help="auto (cpu for small models, meta for large ones), meta (no weights allocated), "
                            "cpu (real weights) or cuda.")]
@@ -77,7 +101,7 @@ AsciiOpt = Annotated[bool, typer.Option(
     "--ascii", help="ASCII-only output (also chosen by itself when stdout cannot encode box-drawing characters).")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show Python tracebacks.")]
 WeightsOpt = Annotated[str | None, typer.Option(
-    "--weights", "-w", help="Compare the model with this checkpoint (.pt/.pth/.bin/.safetensors), key by key; "
+    "--weights", help="Compare the model with this checkpoint (.pt/.pth/.bin/.safetensors), key by key; "
     "exit 1 when they do not fit.", show_default=False)]
 TrustOpt = Annotated[bool, typer.Option(
     "--trust-pickle", help="Load a checkpoint that holds pickled Python objects (runs code from the file: "
@@ -156,13 +180,24 @@ def _write(text: str) -> None:
         raise typer.Exit(1) from None
 
 
-def _emit(renderable: Any, fmt: Format, ascii_only: bool = False) -> None:
-    """Print a rendered value: JSON as it is; a table in colour on a terminal, plain in a pipe or file, and in
-    ASCII where stdout cannot encode the box-drawing characters (a Windows code page, LANG=C)."""
+def _emit(renderable: Any, fmt: Format, ascii_only: bool = False, output: str | None = None) -> None:
+    """Print a rendered value: text formats (JSON, Markdown, CSV, HTML, graphs) as they are; a table in colour
+    on a terminal, plain in a pipe or file, and in ASCII where stdout cannot encode the box-drawing characters
+    (a Windows code page, LANG=C). With ``output``, write the file instead (a table as plain text)."""
     from .render import to_text
 
-    if fmt is Format.json:
-        _write(renderable + "\n")
+    if output is not None:
+        from .outputs import write_output
+
+        text = renderable if isinstance(renderable, str) else to_text(renderable)
+        write_output(output, text.translate(_ASCII) if ascii_only else text)
+        return
+    if isinstance(renderable, str):
+        text = renderable if renderable.endswith("\n") else renderable + "\n"
+        if fmt is not Format.json and (ascii_only or not _encodes(sys.stdout, text)):
+            encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+            text = text.translate(_ASCII).encode(encoding, errors="replace").decode(encoding)
+        _write(text)
         return
     ascii_only = ascii_only or not _encodes(sys.stdout)
     if ascii_only:
@@ -173,6 +208,29 @@ def _emit(renderable: Any, fmt: Format, ascii_only: bool = False) -> None:
         Console(highlight=False, markup=False, emoji=False).print(renderable, soft_wrap=True)
     else:
         _write(to_text(renderable))
+
+
+def _format(fmt: Format | None, output: str | None, allowed: tuple[Format, ...]) -> Format:
+    from .outputs import choose_format
+
+    return Format(choose_format(fmt.value if fmt else None, output, tuple(f.value for f in allowed)))
+
+
+def _width(width: int | None, fmt: Format, output: str | None) -> int | None:
+    """The table's width: --width, else the terminal's when stdout is one; pipes and files get the full table."""
+    if width is not None:
+        return width or None
+    if fmt is Format.table and output is None and sys.stdout is not None and sys.stdout.isatty():
+        return Console().width
+    return None
+
+
+def _progress(fmt: Format) -> Any:
+    """The live progress line on stderr (a terminal only, never with JSON)."""
+    from .progress import live_progress
+
+    enabled = fmt is not Format.json and sys.stderr is not None and sys.stderr.isatty()
+    return live_progress(sys.stderr, enabled, Console(stderr=True).width if enabled else 80)
 
 
 @contextlib.contextmanager
@@ -251,10 +309,16 @@ def _with_weights(rendered: Any, fmt: Format, report: Any) -> Any:
         return rendered
     from .render.checkpoint import weights_text, with_weights
 
-    return with_weights(rendered, report) if fmt is Format.json else weights_text(report, rendered)
+    if fmt is Format.json:
+        return with_weights(rendered, report)
+    if isinstance(rendered, str):  # markdown, csv, html, a graph: the comparison follows as plain text
+        from .render import to_text
+
+        return rendered.rstrip("\n") + "\n" + to_text(weights_text(report))
+    return weights_text(report, rendered)
 
 
-@app.command()
+@app.command(cls=_Command, short_help="Every layer and op in call order, with input and output shapes.")
 @_command
 def trace(
     model: ModelArg,
@@ -266,7 +330,17 @@ def trace(
         "--explain", help="Show the output-size arithmetic, receptive fields and flatten factorisations.")] = False,
     costs: Annotated[bool, typer.Option(
         "--costs", help="Count MACs/FLOPs per row from the ops executed, and show output memory.")] = False,
-    fmt: FormatOpt = Format.table,
+    expand: Annotated[bool, typer.Option(
+        "--expand", help="Show every row: do not fold repeated blocks (layers.0-31  32 x Block).")] = False,
+    columns: Annotated[str | None, typer.Option(
+        "--columns", "-c", metavar="LIST", show_default=False,
+        help="Table columns, comma-separated: name, type, input, output, params, params%, macs, memory, kernel, "
+             "source.")] = None,
+    full_names: Annotated[bool, typer.Option(
+        "--full-names", help="Qualified names (encoder.layers.0.mlp.0) instead of the tree's short ones.")] = False,
+    width: WidthOpt = None,
+    fmt: TraceFormatOpt = None,
+    output: OutputOpt = None,
     device: DeviceOpt = "auto",
     config: ConfigOpt = None,
     train: Annotated[bool, typer.Option(
@@ -282,36 +356,96 @@ def trace(
     MODEL may also be a saved program: a .pt2 from torch.export.save or a TorchScript archive."""
     from .checkpoint import is_checkpoint_path
 
+    chosen = _format(fmt, output, tuple(Format))
+    keys = None
+    if columns is not None:
+        from .render.columns import parse_columns
+
+        keys = parse_columns(columns)
+    view = TraceView(depth, not no_functions, explain, not expand, keys, full_names, _width(width, chosen, output))
     if is_checkpoint_path(model):  # a saved program: its own graph says the shapes
         program = _program(model, inputs, weights)
-        _emit(_trace_out(program, fmt, depth, not no_functions, explain, costs), fmt, ascii_only)
+        _emit(_trace_out(program, chosen, view), chosen, ascii_only, output)
         _exit_for(program, None, debug)
         return
-    source, (result, exception) = _traced(model, inputs, args, device, timeout, config, costs=costs, train=train)
-    checked = _weights(source, weights, trust_pickle, result)
-    _emit(_with_weights(_trace_out(result, fmt, depth, not no_functions, explain, costs), fmt, checked), fmt,
-          ascii_only)
+    with _progress(chosen):
+        source, (result, exception) = _traced(model, inputs, args, device, timeout, config, costs=costs,
+                                              train=train)
+        checked = _weights(source, weights, trust_pickle, result)
+    _emit(_with_weights(_trace_out(result, chosen, view), chosen, checked), chosen, ascii_only, output)
     _exit_for(result, exception, debug)
     _exit_for_weights(checked)
 
 
-def _trace_out(result: Trace, fmt: Format, depth: int | None, functions: bool, explain: bool, costs: bool) -> Any:
-    from .render.json import to_json
+@dataclasses.dataclass(frozen=True)
+class TraceView:
+    """What the trace options ask a renderer for."""
+
+    depth: int | None = None
+    functions: bool = True
+    explain: bool = False
+    fold: bool = True
+    columns: tuple[str, ...] | None = None
+    full_names: bool = False
+    width: int | None = None
+
+
+def _trace_out(result: Trace, fmt: Format, view: TraceView) -> Any:
+    if fmt is Format.json:
+        from .render.json import to_json
+
+        return to_json(result, explain=view.explain)
+    if fmt is Format.csv:
+        from .render.csv import trace_csv
+
+        return trace_csv(result)
+    if fmt is Format.markdown:
+        from .render.markdown import trace_markdown
+
+        return trace_markdown(result, view.depth, view.functions, view.fold, view.columns)
+    if fmt is Format.html:
+        from .render.html import trace_html
+
+        return trace_html(result, view.depth, view.functions, view.fold)
+    if fmt in (Format.mermaid, Format.dot):
+        from .render.graph import trace_dot, trace_mermaid
+
+        draw = trace_mermaid if fmt is Format.mermaid else trace_dot
+        return draw(result, view.depth, view.functions, view.fold)
     from .render.table import trace_table
 
+    return trace_table(result, view.depth, view.functions, explain=view.explain, width=view.width,
+                       columns=view.columns, fold=view.fold, full_names=view.full_names)
+
+
+_REPORT_FORMATS = (Format.table, Format.json, Format.markdown, Format.csv)
+
+
+def _report_out(report: Any, fmt: Format, explain: bool = False) -> str:
+    """A params or fc-size report as JSON, Markdown or CSV."""
     if fmt is Format.json:
-        return to_json(result, explain=explain)
-    return trace_table(result, depth, functions, explain=explain, costs=costs)
+        from .render.json import to_json
+
+        return to_json(report)
+    if fmt is Format.markdown:
+        from .render.markdown import report_markdown
+
+        return report_markdown(report, explain)
+    from .render.csv import report_csv
+
+    return report_csv(report)
 
 
-@app.command()
+@app.command(cls=_Command, short_help="Parameter tensors, counts, trainable/frozen and totals.")
 @_command
 def params(
     model: ModelArg,
     args: ArgOpt = None,  # type: ignore[assignment]
     explain: Annotated[bool, typer.Option(
         "--explain", help="Show the formula behind each count, with the layer's numbers.")] = False,
-    fmt: FormatOpt = Format.table,
+    width: WidthOpt = None,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
     device: Annotated[str, typer.Option(
         "--device", "-d", help="auto (meta; the cpu for a model that pins its tensors to a device when built), "
                                "meta or cpu.")] = "auto",
@@ -327,8 +461,9 @@ def params(
     MODEL may also be a checkpoint (.pt/.pth/.bin/.safetensors): every tensor in it, read without its data."""
     from .checkpoint import is_checkpoint_path
 
+    chosen = _format(fmt, output, _REPORT_FORMATS)
     if is_checkpoint_path(model):
-        _checkpoint_params(model, weights, trust_pickle, fmt, ascii_only)
+        _checkpoint_params(model, weights, trust_pickle, chosen, ascii_only, output)
         return
     dev = parse_device(device)
     with _model_session(model, args, timeout, config) as source:
@@ -337,33 +472,40 @@ def params(
         built = source.build_meta_or_cpu()[0] if dev == "auto" else source.build(dev, skip_init=True)
         report = parameters(built, source.label)
         checked = _weights(source, weights, trust_pickle)
-    from .render.json import to_json
     from .render.table import params_table
 
-    _emit(_with_weights(to_json(report) if fmt is Format.json else params_table(report, explain), fmt, checked), fmt,
-          ascii_only)
+    rendered = (_report_out(report, chosen, explain) if chosen is not Format.table
+                else params_table(report, explain, _width(width, chosen, output)))
+    _emit(_with_weights(rendered, chosen, checked), chosen, ascii_only, output)
     _exit_for_weights(checked)
 
 
-def _checkpoint_params(path: str, weights: str | None, trust: bool, fmt: Format, ascii_only: bool) -> None:
+def _checkpoint_params(path: str, weights: str | None, trust: bool, fmt: Format, ascii_only: bool,
+                       output: str | None) -> None:
     """``params FILE``: the checkpoint's tensors, read from its header or pickle (torch is not imported)."""
     from .checkpoint import checkpoint_report
     from .render.checkpoint import checkpoint_table
     from .render.json import to_json
 
     _no_weights(path, weights)
+    if fmt not in (Format.table, Format.json):
+        from .errors import InputSpecError
+
+        raise InputSpecError(f"--format {fmt.value}: a checkpoint's listing is written as table or json")
     report = checkpoint_report(path, trust)
-    _emit(to_json(report) if fmt is Format.json else checkpoint_table(report), fmt, ascii_only)
+    _emit(to_json(report) if fmt is Format.json else checkpoint_table(report), fmt, ascii_only, output)
 
 
-@app.command("fc-size")
+@app.command("fc-size", cls=_Command, short_help="The in_features each nn.Linear needs, and the fix.")
 @_command
 def fc_size(
     model: ModelArg,
     inputs: InputOpt = None,  # type: ignore[assignment]
     args: ArgOpt = None,  # type: ignore[assignment]
     layer: Annotated[str | None, typer.Option("--layer", "-l", help="Answer for this Linear only.")] = None,
-    fmt: FormatOpt = Format.table,
+    width: WidthOpt = None,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
     device: DeviceOpt = "auto",
     config: ConfigOpt = None,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
@@ -377,13 +519,15 @@ def fc_size(
     MODEL may also be a .pt2 from torch.export.save."""
     from .checkpoint import is_checkpoint_path
 
+    chosen = _format(fmt, output, _REPORT_FORMATS)
     checked, exception = None, None
     if is_checkpoint_path(model):  # a saved program (.pt2): its graph's shapes
         traced = _program(model, inputs, weights, layer_shapes=True)
     else:
         # a model failing elsewhere than a Linear still reports the Linear layers reached before it
-        source, (traced, exception) = _traced(model, inputs, args, device, timeout, config, repair_linear=True)
-        checked = _weights(source, weights, trust_pickle, traced)
+        with _progress(chosen):
+            source, (traced, exception) = _traced(model, inputs, args, device, timeout, config, repair_linear=True)
+            checked = _weights(source, weights, trust_pickle, traced)
     from .fc import fc_report
 
     report = fc_report(traced)
@@ -395,15 +539,16 @@ def fc_size(
             raise InputSpecError(f"--layer {layer!r}: no nn.Linear of that name was reached; "
                                  f"the Linear layers are: {', '.join(names) or 'none'}")
         report = dataclasses.replace(report, layers=tuple(c for c in report.layers if c.name == layer))
-    from .render.json import to_json
     from .render.table import fc_table
 
-    _emit(_with_weights(to_json(report) if fmt is Format.json else fc_table(report), fmt, checked), fmt, ascii_only)
+    rendered = (_report_out(report, chosen) if chosen is not Format.table
+                else fc_table(report, _width(width, chosen, output)))
+    _emit(_with_weights(rendered, chosen, checked), chosen, ascii_only, output)
     _exit_for(traced, exception, debug)
     _exit_for_weights(checked)
 
 
-@app.command()
+@app.command(cls=_Command, short_help="Your forward's source with each line's shape as a comment.")
 @_command
 def annotate(
     model: ModelArg,
@@ -448,17 +593,18 @@ def annotate(
     _exit_for(traced, exception, debug)
 
 
-@app.command()
+@app.command(cls=_Command, short_help="One layer on its own: output shape, arithmetic, parameters.")
 @_command
 def layer(
     expr: Annotated[str, typer.Argument(help='A torch.nn layer call, e.g. "nn.Conv2d(3, 10, 2, 2)".',
                                         metavar="EXPR", show_default=False)],
     inputs: InputOpt = None,  # type: ignore[assignment]
-    fmt: FormatOpt = Format.table,
+    fmt: FormatOpt = None,
     ascii_only: AsciiOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """One layer on its own: output shape, the arithmetic, the parameters, each argument named."""
+    chosen = _format(fmt, None, (Format.table, Format.json))
     specs = [parse_input(i) for i in inputs or []]
     if not specs:
         from .errors import InputSpecError
@@ -470,7 +616,7 @@ def layer(
     from .render.json import to_json
     from .render.table import layer_text
 
-    _emit(to_json(report) if fmt is Format.json else layer_text(report), fmt, ascii_only)
+    _emit(to_json(report) if chosen is Format.json else layer_text(report), chosen, ascii_only)
     if report.trace.error is not None:
         raise typer.Exit(1)
 

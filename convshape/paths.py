@@ -7,6 +7,8 @@ import traceback
 
 import torch
 
+from .cells import place
+
 TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
 OWN_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _NOT_USER = (TORCH_DIR, OWN_DIR, "<frozen")  # "<frozen importlib._bootstrap>"
@@ -28,4 +30,4 @@ def user_frame_summary(exc: BaseException) -> traceback.FrameSummary | None:
 def user_where(exc: BaseException) -> str | None:
     """``net.py:14``: where the user's code was when ``exc`` was raised."""
     entry = user_frame_summary(exc)
-    return f"{os.path.basename(entry.filename)}:{entry.lineno}" if entry is not None else None
+    return place(entry.filename, entry.lineno) if entry is not None else None

@@ -170,6 +170,18 @@ class Trace:
         return sum(r.alloc_bytes for r in self.rows if r.kind == "function" or r.index not in parents)
 
     def to_dict(self) -> dict[str, Any]:
+        from .fold import find_groups  # a pure analysis of these records
+
+        groups = find_groups(self)
+        group_of: dict[int, int] = {}
+        for n, g in enumerate(groups):
+            for i in range(g.first, g.last + 1):
+                group_of.setdefault(i, n)
+        rows = []
+        for r in self.rows:
+            d = r.to_dict()
+            d["group"] = group_of.get(r.index)
+            rows.append(d)
         return {
             "schema": TRACE_SCHEMA,
             "model": self.model,
@@ -177,12 +189,33 @@ class Trace:
             "inputs": [i.to_dict() for i in self.inputs],
             "values": [v.to_dict() for v in self.values],
             "train": self.train,
-            "rows": [r.to_dict() for r in self.rows],
+            "rows": rows,
+            "groups": [g.to_dict() for g in groups],
             "totals": {**self.totals.to_dict(), "macs": self.macs, "flops": self.flops,
                        "activation_bytes": self.activation_bytes},
             "error": self.error.to_dict() if self.error else None,
             "notes": list(self.notes),
         }
+
+    # How a trace shows itself: the table (str, print, rich) and an HTML report (Jupyter).
+    def __str__(self) -> str:
+        from .render import to_text
+        from .render.table import trace_table
+
+        return to_text(trace_table(self))
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # IPython's text/plain
+        printer.text(str(self).rstrip("\n"))
+
+    def _repr_html_(self) -> str:
+        from .render.html import trace_html_fragment
+
+        return trace_html_fragment(self)
+
+    def __rich__(self) -> Any:
+        from .render.table import FittedTrace
+
+        return FittedTrace(self)  # laid out for the console's width when printed
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from torch.nn.parameter import UninitializedParameter
 from torch.overrides import TorchFunctionMode
 
 from . import diagnose
+from .cells import place
 from .costs import CostCounter
 from .oplabels import op_label
 from .params import numel
@@ -83,7 +84,9 @@ def _where(frame: FrameType | None) -> str | None:
     key = (frame.f_code.co_filename, frame.f_lineno)
     where = _WHERE.get(key)
     if where is None:
-        where = _WHERE[key] = f"{os.path.basename(key[0])}:{key[1]}"
+        where = place(key[0], key[1])
+        if not where.startswith("cell ["):  # a cell's number changes when the same code runs again
+            _WHERE[key] = where
     return where
 
 
@@ -241,6 +244,9 @@ def subtree_param_counts(root: nn.Module) -> dict[int, int]:
     return counts
 
 
+current: Recorder | None = None  # the recorder of the pass in progress, read by the progress line
+
+
 MAX_ROWS = 1_000_000
 
 
@@ -298,6 +304,7 @@ class Recorder(TorchFunctionMode):
 
     # -- interception lifecycle -------------------------------------------------------------
     def __enter__(self) -> Recorder:
+        global current
         self._handles = [
             nn_module.register_module_forward_pre_hook(self._before_module),
             nn_module.register_module_forward_hook(self._after_module, with_kwargs=True),
@@ -306,6 +313,7 @@ class Recorder(TorchFunctionMode):
         try:
             if self._counter is not None:
                 self._counter.__enter__()
+            current = self
             return super().__enter__()
         except BaseException:
             self._remove_hooks()
@@ -313,6 +321,7 @@ class Recorder(TorchFunctionMode):
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        global current
         try:
             super().__exit__(exc_type, exc, tb)
         finally:
@@ -321,6 +330,7 @@ class Recorder(TorchFunctionMode):
                     self._counter.__exit__(exc_type, exc, tb)
             finally:
                 self._remove_hooks()
+                current = None
 
     def _add_flops(self, flops: int | None, op: str) -> None:
         if flops is None:

@@ -1,6 +1,6 @@
 """A GPT-2-small-sized decoder in plain torch (12 layers, width 768, 12 heads, 1024 positions, tied head).
 
-    convshape trace examples/gpt2_small.py --input 1x1024:int64 --depth 2
+    convshape trace examples/gpt2_small.py:GPT --input 1x1024:int64 --depth 2
 """
 
 import torch

@@ -1,6 +1,6 @@
 """ResNet-50 in plain torch (the torchvision layout: bottleneck blocks 3-4-6-3, 25.6M parameters).
 
-    convshape trace examples/resnet50.py --input 1x3x224x224 --depth 2
+    convshape trace examples/resnet50.py:ResNet50 --input 1x3x224x224 --depth 2
 """
 
 from torch import nn

@@ -5,9 +5,11 @@ Regenerate after an intended change with ``pytest tests/test_golden.py --overwri
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import pytest
+import torch
 from rich.console import RenderableType
 
 import convshape
@@ -45,6 +47,38 @@ CASES: dict[str, Callable[[], RenderableType]] = {
     "fc_both_wrong": lambda: fc_table(convshape.fc_size(load_file(ASSETS / "failing.py").BothWrong(),
                                                         "2x3x16x16")),
 }
+
+
+# The four models of the width goldens (issue 10): traced once each, rendered at 80, 120 and unlimited
+# columns, folded and expanded.
+MODELS = {
+    "mnist": ("mnist_net.py", "M", "64x784", "cpu"),
+    "resnet50": ("resnet50.py", "ResNet50", "1x3x224x224", "meta"),
+    "gpt2": ("gpt2_small.py", "GPT", "1x16:int64", "meta"),
+    "llama_tiny": ("llama.py", "llama_tiny", "1x16:int64", "meta"),
+}
+WIDTHS = {"80": 80, "120": 120, "full": None}
+
+
+@functools.cache
+def model_trace(key: str, costs: bool = False) -> convshape.Trace:
+    file, name, shape, device = MODELS[key]
+    with torch.device(device):  # built where it runs: moving a model to meta would untie tied weights
+        model = getattr(load_file(EXAMPLES / file), name)()
+    return convshape.trace_model(model, shape, device=device, costs=costs)
+
+
+for _key in MODELS:
+    for _w, _width in WIDTHS.items():
+        for _fold in (True, False):
+            CASES[f"width_{_key}_{_w}{'' if _fold else '_expanded'}"] = functools.partial(
+                lambda k, w, f: trace_table(model_trace(k), width=w, fold=f), _key, _width, _fold)
+CASES["width_fc_broken_80"] = lambda: fc_table(convshape.fc_size(load_file(EXAMPLES / "broken_fc.py").BrokenNet(),
+                                                                  "64x784"), width=80)
+CASES["width_params_mnist_explain_80"] = lambda: params_table(
+    convshape.parameters(load_file(EXAMPLES / "mnist_net.py").M(), "M"), explain=True, width=80)
+CASES["width_mnist_80_costs_explain"] = lambda: trace_table(model_trace("mnist", costs=True), width=80, explain=True)
+CASES["width_resnet50_60_costs"] = lambda: trace_table(model_trace("resnet50", costs=True), width=60, depth=3)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

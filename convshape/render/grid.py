@@ -7,6 +7,7 @@ line each, so a large trace can be read, grepped and diffed line by line.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable, Sequence
 
 from rich.text import Text
@@ -16,11 +17,13 @@ GAP = "   "
 
 
 def grid(title: str, headers: Sequence[str], rows: Iterable[Sequence[Cell]], right: frozenset[int] = frozenset(),
-         out: Text | None = None, after: dict[int, list[str]] | None = None, after_indent: dict[int, int] | None = None
-         ) -> Text:
+         out: Text | None = None, after: dict[int, list[str]] | None = None, after_indent: dict[int, int] | None = None,
+         gap: str = GAP, width: int | None = None) -> Text:
     """Append a titled grid to ``out`` (a new Text if None) and return it.
 
     ``after`` maps a row's position to lines printed under it (explanations), indented by ``after_indent``.
+    With ``width``, the title and those lines wrap, and a row still wider is cut (the caller has made
+    the cells fit already; this is the last resort).
     """
     rows = [list(r) for r in rows]
     widths = [len(h) for h in headers]
@@ -30,20 +33,26 @@ def grid(title: str, headers: Sequence[str], rows: Iterable[Sequence[Cell]], rig
                 widths[i] = len(cell)
     last = len(headers) - 1
 
+    def cut(line: str) -> str:
+        return line if width is None or len(line) <= width else line[:width - 1] + "…"
+
     def pad(i: int, cell: str) -> str:
         if i in right:
             return cell.rjust(widths[i])
         return cell if i == last else cell.ljust(widths[i])
 
     text = out if out is not None else Text(no_wrap=True, overflow="ignore")
-    text.append(f"{title}\n\n", style="bold")
-    text.append(GAP.join(pad(i, h) for i, h in enumerate(headers)).rstrip() + "\n", style="bold")
-    text.append("─" * (sum(widths) + len(GAP) * last) + "\n")
+    if title:
+        for line in textwrap.wrap(title, width, subsequent_indent="  ") if width else [title]:
+            text.append(f"{line}\n", style="bold")
+        text.append("\n")
+    text.append(cut(gap.join(pad(i, h) for i, h in enumerate(headers)).rstrip()) + "\n", style="bold")
+    text.append(cut("─" * (sum(widths) + len(gap) * last)) + "\n")
     for position, row in enumerate(rows):
-        for i, (cell, style) in enumerate(row):
-            piece = pad(i, cell)
-            if i < last:
-                piece += GAP
+        pieces = [(pad(i, cell) + (gap if i < last else ""), style) for i, (cell, style) in enumerate(row)]
+        if width is not None and sum(len(p) for p, _ in pieces) > width:
+            pieces = _cut_pieces(pieces, width)
+        for piece, style in pieces:
             if style:
                 text.append(piece, style=style)
             else:
@@ -51,6 +60,22 @@ def grid(title: str, headers: Sequence[str], rows: Iterable[Sequence[Cell]], rig
         text.append("\n")
         if after and position in after:
             pad_to = " " * ((after_indent or {}).get(position, 0) + 4)
-            for line in after[position]:
-                text.append(f"{pad_to}↳ {line}\n", style="cyan")
+            for note in after[position]:
+                lines = (textwrap.wrap(note, max(20, width - len(pad_to) - 2), subsequent_indent="  ")
+                         if width else [note])
+                for piece_line in lines:
+                    text.append(f"{pad_to}{'↳ ' if piece_line is lines[0] else '  '}{piece_line}\n", style="cyan")
     return text
+
+
+def _cut_pieces(pieces: list[tuple[str, str]], width: int) -> list[tuple[str, str]]:
+    """A row's styled pieces cut to ``width`` characters, the last one ending in an ellipsis."""
+    out: list[tuple[str, str]] = []
+    room = width - 1
+    for piece, style in pieces:
+        if len(piece) >= room:
+            out.append((piece[:room] + "…", style))
+            break
+        out.append((piece, style))
+        room -= len(piece)
+    return out

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.text import Text
 
 from ..explain import explanations
@@ -12,8 +14,10 @@ from ..records import Failure, FcReport, ParamReport, Totals, Trace
 
 if TYPE_CHECKING:
     from ..layer import LayerReport
-from ..text import count_text, megabytes, shape_text, shapes_text, si_bytes, si_count
+from ..text import megabytes, shape_text, shapes_text, si_bytes, si_count
+from .columns import default_columns, lay_out
 from .grid import grid
+from .view import visible_rows
 
 
 def _totals(totals: Totals, text: Text) -> None:
@@ -45,58 +49,115 @@ def failure_text(failure: Failure, text: Text | None = None) -> Text:
 
 
 def trace_table(trace: Trace, depth: int | None = None, functions: bool = True, explain: bool = False,
-                costs: bool = False) -> Text:
-    """The trace as a grid; ``explain`` adds the size arithmetic under conv/pool/flatten rows, ``costs``
-    the MACs and output-memory columns (MACs need a trace made with costs counted)."""
+                costs: bool | None = None, width: int | None = None, columns: Sequence[str] | None = None,
+                fold: bool = True, full_names: bool = False) -> Text:
+    """The trace as a grid, ``width`` columns wide at most (None: the full table, for pipes and files).
+
+    ``explain`` adds the size arithmetic under conv/pool/flatten rows; ``costs`` the MACs and
+    output-memory columns (default: whenever the trace counted costs); ``columns`` chooses the columns
+    (keys of :data:`~convshape.render.columns.COLUMNS`); ``fold`` folds repeated blocks into one row;
+    ``full_names`` shows qualified names instead of the tree's short ones.
+    """
+    show_costs = trace.costs_counted if costs is None else costs
     inputs = ", ".join([("" if i.name is None else f"{i.name}=") + f"{shape_text(i.shape)} {i.dtype}"
                         for i in trace.inputs] + [("" if v.name is None else f"{v.name}=") + v.text
                                                   for v in trace.values]) or "none"
     notes = explanations(trace.rows) if explain else {}
-    rows: list[list[tuple[str, str]]] = []
+    view = visible_rows(trace, depth, functions, fold=fold, full_names=full_names)
+    keys = tuple(columns) if columns else default_columns(show_costs)
+    laid = lay_out(view, trace, keys, width, chosen=bool(columns))
     after: dict[int, list[str]] = {}
     indents: dict[int, int] = {}
-    for row in trace.rows:
-        if (depth is not None and row.depth > depth) or (not functions and row.kind == "function"):
-            continue
-        if row.index in notes:
-            after[len(rows)] = notes[row.index]
-            indents[len(rows)] = 2 * row.depth
-        indent = "  " * row.depth
-        if row.kind == "module":
-            label = row.name if row.name else row.op
-            params = count_text(row.params) if row.call == 0 else f"(call {row.call + 1})"
-            style = ""
-        else:
-            label, params, style = row.name, count_text(row.params), "dim"
-        if row.failed:
-            label, style = f"✗ {label}", "bold red"
-        cells = [
-            (f"{indent}{label}", style), (row.op, style), (shapes_text(row.input_shapes), ""),
-            ("(failed)", "red") if row.failed else (shapes_text(row.output_shapes), ""),
-            (params, ""),
-        ]
-        if costs:
-            macs = "--" if row.macs == 0 else si_count(row.macs) if trace.costs_counted else "n/a"
-            cells += [(macs, "" if row.macs is not None else "yellow"), (si_bytes(row.output_bytes), "")]
-        rows.append([*cells, (row.source or "", "dim")])
-    headers = ["Layer", "Type", "Input shape", "Output shape", "Params"]
-    if costs:
-        headers += ["MACs", "Output mem"]
+    for position, vr in enumerate(view):
+        if vr.group is None and vr.row.index in notes:
+            after[position] = notes[vr.row.index]
+            indents[position] = laid.style.indent * vr.depth
     mode = "  (train mode)" if trace.train else ""
-    text = grid(f"{trace.model}  input {inputs}  on {trace.device}{mode}", (*headers, "Source"), rows,
-                frozenset({4, 5, 6} if costs else {4}), after=after, after_indent=indents)
-    _totals(trace.totals, text)
-    if costs:
+    text = grid(f"{trace.model}  input {inputs}  on {trace.device}{mode}", laid.headers, laid.rows, laid.right,
+                after=after, after_indent=indents, gap=" " * laid.style.gap, width=width)
+    prose = Text()
+    _totals(trace.totals, prose)
+    if show_costs:
         flops = f" ({si_count(trace.flops)}FLOPs)" if trace.flops is not None else ""
-        text.append(f"Total MACs: {si_count(trace.macs)}{flops}\n"
-                    f"Activations, one forward: {si_bytes(trace.activation_bytes)}\n")
-    _notes(trace.notes, text)
+        prose.append(f"Total MACs: {si_count(trace.macs)}{flops}\n"
+                     f"Activations, one forward: {si_bytes(trace.activation_bytes)}\n")
+    folded = [vr.group for vr in view if vr.group is not None]
+    if folded:
+        names = ", ".join(f"{g.name} ({g.count} x {g.op})" for g in folded[:3])
+        more = f" and {len(folded) - 3} more" if len(folded) > 3 else ""
+        prose.append(f"folded repeated blocks: {names}{more}; --expand shows every row\n", style="dim")
+    _notes(trace.notes, prose)
     if trace.error is not None:
-        failure_text(trace.error, text)
+        failure_text(trace.error, prose)
+    text.append_text(wrap_text(prose, width))
     return text
 
 
-def params_table(report: ParamReport, explain: bool = False) -> Text:
+class FittedTrace:
+    """A trace as a rich renderable that fits the table to whatever width it is printed at."""
+
+    def __init__(self, trace: Trace, **options: Any) -> None:
+        self.trace, self.options = trace, options
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield trace_table(self.trace, width=options.max_width, **self.options)
+
+
+def wrap_text(text: Text, width: int | None) -> Text:
+    """Prose lines longer than ``width`` wrapped at spaces, continuation lines indented by two."""
+    if width is None or all(len(line) <= width for line in text.plain.split("\n")):
+        return text
+    out = Text()
+    lines = text.split("\n", include_separator=False, allow_blank=True)
+    for n, line in enumerate(lines):
+        while len(line) > width:
+            cut = line.plain.rfind(" ", 1, width + 1)
+            cut = cut if cut > len(line.plain) - len(line.plain.lstrip()) + 1 else width
+            head, line = line[:cut], line[cut:]
+            out.append_text(head)
+            out.append("\n")
+            rest = line.plain.lstrip(" ")
+            line = Text("    ") + line[len(line.plain) - len(rest):]
+        out.append_text(line)
+        if n < len(lines) - 1:
+            out.append("\n")
+    return out
+
+
+Grid = tuple[str, tuple[str, ...], list[list[tuple[str, str]]], frozenset[int]]
+
+
+def fit_grid(title: str, headers: tuple[str, ...], rows: list[list[tuple[str, str]]], right: frozenset[int],
+             width: int | None) -> Text:
+    """A report grid in ``width`` columns: while too wide, its last column moves under each row
+    (``↳ Where it comes from: ...``), wrapped; the full grid when ``width`` is None."""
+    headers, rows = tuple(headers), [list(r) for r in rows]
+    after: dict[int, list[str]] = {}
+    while width is not None and len(headers) > 2 and _grid_width(headers, rows) > width:
+        for i, row in enumerate(rows):
+            text, _ = row.pop()
+            if text.strip():
+                after.setdefault(i, []).insert(0, f"{headers[-1]}: {text.strip()}")
+        headers = headers[:-1]
+    return grid(title, headers, rows, frozenset(i for i in right if i < len(headers)), after=after, width=width)
+
+
+def _grid_width(headers: tuple[str, ...], rows: list[list[tuple[str, str]]]) -> int:
+    widths = [max([len(h)] + [len(r[i][0]) for r in rows]) for i, h in enumerate(headers)]
+    return sum(widths) + 3 * (len(widths) - 1)
+
+
+def params_table(report: ParamReport, explain: bool = False, width: int | None = None) -> Text:
+    text = fit_grid(*params_grid(report, explain), width)
+    prose = Text()
+    _totals(report.totals, prose)
+    _notes(report.notes, prose)
+    text.append_text(wrap_text(prose, width))
+    return text
+
+
+def params_grid(report: ParamReport, explain: bool = False) -> Grid:
+    """Title, headers, cells and right-aligned columns of the parameter table (also for Markdown/CSV)."""
     by_module: dict[str, list[int]] = {}
     for i, p in enumerate(report.parameters):
         by_module.setdefault(p.module, []).append(i)
@@ -113,13 +174,11 @@ def params_table(report: ParamReport, explain: bool = False) -> Text:
                      (f"{sub.params:,}", "dim"), ("", ""), ("", "")]
             rows.append([*cells, ("", "")] if explain else cells)
     headers = ("Parameter", "Shape", "Count", "Trainable", "Shared with", *(("Formula",) if explain else ()))
-    text = grid(f"{report.model}  parameters", headers, rows, frozenset({2}))
-    _totals(report.totals, text)
-    _notes(report.notes, text)
-    return text
+    return f"{report.model}  parameters", headers, rows, frozenset({2})
 
 
-def fc_table(report: FcReport) -> Text:
+def fc_grid(report: FcReport) -> Grid:
+    """Title, headers, cells and right-aligned columns of the Linear check table."""
     rows = []
     for c in report.layers:
         origin = c.flattened_from
@@ -135,19 +194,25 @@ def fc_table(report: FcReport) -> Text:
             ("lazy" if c.declared is None else str(c.declared), ""), (str(c.required), ""),
             (shape_text(c.incoming_shape), ""), (c.fix or "", "bold"), (where, ""),
         ])
-    text = grid(f"{report.model}  Linear in_features",
-                ("Layer", "Status", "Declared", "Receives", "Incoming shape", "Fix", "Where it comes from"),
-                rows, frozenset({2, 3}))
+    return (f"{report.model}  Linear in_features",
+            ("Layer", "Status", "Declared", "Receives", "Incoming shape", "Fix", "Where it comes from"),
+            rows, frozenset({2, 3}))
+
+
+def fc_table(report: FcReport, width: int | None = None) -> Text:
+    text = fit_grid(*fc_grid(report), width)
+    prose = Text()
     wrong = [c for c in report.layers if not c.ok]
     if not report.layers:
-        text.append("\nno nn.Linear was reached in the forward pass\n")
+        prose.append("\nno nn.Linear was reached in the forward pass\n")
     elif wrong:
-        text.append("\n" + "\n".join(f"fix: {c.name} = {c.fix}" for c in wrong) + "\n", style="bold")
+        prose.append("\n" + "\n".join(f"fix: {c.name} = {c.fix}" for c in wrong) + "\n", style="bold")
     else:
-        text.append(f"\nall {len(report.layers)} Linear layers match their inputs\n", style="green")
-    _notes(report.notes, text)
+        prose.append(f"\nall {len(report.layers)} Linear layers match their inputs\n", style="green")
+    _notes(report.notes, prose)
     if report.error is not None:
-        failure_text(report.error, text)
+        failure_text(report.error, prose)
+    text.append_text(wrap_text(prose, width))
     return text
 
 
