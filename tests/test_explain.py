@@ -221,7 +221,7 @@ def _table_fields(trace: convshape.Trace) -> dict[int, str]:
     from convshape.render.table import trace_table
 
     found: dict[int, str] = {}
-    lines = to_text(trace_table(trace, explain=True)).splitlines()
+    lines = to_text(trace_table(trace, explain=True, fold=False)).splitlines()  # one table line a row
     start = next(i for i, line in enumerate(lines) if line.startswith("─")) + 1
     row_iter = iter(trace.rows)
     current = None
