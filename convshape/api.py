@@ -33,7 +33,7 @@ def _forward_kwargs(kwargs: dict[str, Any], forward_kwargs: dict[str, Any] | Non
 
 
 def trace_model(model: nn.Module, *inputs: InputLike, device: str | torch.device | None = None,
-                label: str | None = None, costs: bool = False, timeout: float | None = DEFAULT_TIMEOUT,
+                label: str | None = None, costs: bool = True, timeout: float | None = DEFAULT_TIMEOUT,
                 train: bool = False, forward_kwargs: dict[str, Any] | None = None, **kwargs: InputLike) -> Trace:
     """Run one forward pass of ``model`` with hooks and return every call as plain data.
 

@@ -329,7 +329,8 @@ def trace(
     explain: Annotated[bool, typer.Option(
         "--explain", help="Show the output-size arithmetic, receptive fields and flatten factorisations.")] = False,
     costs: Annotated[bool, typer.Option(
-        "--costs", help="Count MACs/FLOPs per row from the ops executed, and show output memory.")] = False,
+        "--costs/--no-costs", help="Count MACs/FLOPs per row from the ops executed and show output memory "
+                                   "(on by default; --no-costs skips the counting).")] = True,
     expand: Annotated[bool, typer.Option(
         "--expand", help="Show every row: do not fold repeated blocks (layers.0-31  32 x Block).")] = False,
     columns: Annotated[str | None, typer.Option(

@@ -46,7 +46,9 @@ def test_trace_json_contract() -> None:
         "output_shapes": [[64, 20, 24, 24]], "params": 520}
     assert row["source"].startswith("mnist_net.py:")
     assert set(data["totals"]) == {"params", "trainable", "non_trainable", "bytes", "macs", "flops", "activation_bytes"}
-    assert data["totals"]["macs"] is None  # counted only with --costs
+    assert data["totals"]["macs"] == 146_752_000  # counted by default (2 convs and 2 Linears, per sample x 64)
+    off = json.loads(run("trace", MNIST, "--input", "64x784", "--format", "json", "--no-costs").stdout)
+    assert off["totals"]["macs"] is None and all(r["macs"] is None for r in off["rows"])
 
 
 def test_depth_and_no_functions() -> None:
