@@ -105,12 +105,14 @@ def test_activation_memory() -> None:
     assert convshape.trace_model(inplace, "1x1x5x5").activation_bytes == 4 * 2 * 3 * 3
 
 
-def test_costs_off_by_default_and_on_meta() -> None:
+def test_costs_on_by_default_off_on_request_and_on_meta() -> None:
     model = load_file(EXAMPLES / "mnist_net.py").M()
-    assert convshape.trace_model(model, "64x784").macs is None
+    assert convshape.trace_model(model, "64x784").macs == 146_752_000
+    off = convshape.trace_model(model, "64x784", costs=False)
+    assert off.macs is None and all(r.macs is None for r in off.rows)
     with torch.device("meta"):
         meta_model = load_file(EXAMPLES / "mnist_net.py").M()
-    assert convshape.trace_model(meta_model, "64x784", costs=True).macs == 146_752_000
+    assert convshape.trace_model(meta_model, "64x784").macs == 146_752_000
 
 
 def test_llama_tiny_counts_attention_like_flop_counter_on_meta() -> None:
