@@ -169,13 +169,16 @@ def _measure(name: str, factory: Callable[[], nn.Module], spec: str, device: str
                 h.remove()
 
     def ours() -> None:
-        convshape.trace_model(model, x)
+        convshape.trace_model(model, x)  # MACs counted: the default
+
+    def ours_bare() -> None:
+        convshape.trace_model(model, x, costs=False)
 
     def theirs() -> None:
         with placement():
             torchinfo.summary(model, input_data=[x], device=device, verbose=0, depth=10)
 
-    contenders = {"plain": plain, "hooked": hooked, "ours": ours}
+    contenders = {"plain": plain, "hooked": hooked, "ours_bare": ours_bare, "ours": ours}
     if HAVE_TORCHINFO:
         contenders["torchinfo"] = theirs
     for key, fn in list(contenders.items()):  # warm up: first-call costs (meta kernels, imports)
@@ -192,13 +195,15 @@ def _measure(name: str, factory: Callable[[], nn.Module], spec: str, device: str
     med = {k: statistics.median(v) * 1000 for k, v in samples.items()}
     ti = med.get("torchinfo")
     return (f"| {name} ({device}) | {med['plain']:.1f} | {med['hooked']:.1f} | {_fmt(ti, '.1f')} | "
+            f"{med['ours_bare']:.1f} | {med['ours_bare'] / med['hooked']:.2f} | "
             f"{med['ours']:.1f} | {med['ours'] / med['hooked']:.2f} | "
             f"{_fmt(med['ours'] / ti if ti else None, '.2f')} |")
 
 
 def in_process(repeats: int) -> list[str]:
-    lines = ["| model (device) | forward ms | + trivial hooks ms | torchinfo ms | convshape ms | "
-             "x hooked forward | x torchinfo |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| model (device) | forward ms | + trivial hooks ms | torchinfo ms | convshape, no MACs ms | "
+             "x hooked forward | convshape with MACs (default) ms | x hooked forward | x torchinfo |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, (_, factory, spec, device) in catalogue().items():
         lines.append(_measure(name, factory, spec, device, repeats))
     return lines
@@ -245,6 +250,7 @@ def scaling(repeats: int) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--only", nargs="*", help="run only these sections: cold_cli big_processes in_process scaling")
     args = parser.parse_args()
     repeats = 3 if args.quick else 5
     ti_version = metadata.version("torchinfo") if HAVE_TORCHINFO else "not installed"
@@ -254,7 +260,9 @@ def main() -> None:
     for title, section in (("Cold command line", cold_cli), ("Whole process, large models", big_processes),
                            ("In-process trace (function rows on)", in_process),
                            ("Scaling with the number of calls (cpu, 1x16 tensors)", scaling)):
-        if section is in_process:
+        if args.only and section.__name__ not in args.only:
+            continue
+        if section in (in_process, scaling):
             load_torch()
         print(f"### {title}\n")
         print("\n".join(section(repeats)), end="\n\n", flush=True)
