@@ -18,7 +18,7 @@ def test_readme_examples_are_current() -> None:
 
 def test_readme_names_the_two_setup_commands() -> None:
     text = (ROOT / "README.md").read_text()
-    assert 'pip install torch==2.13.0 && pip install -e ".[test]" && convshape trace examples/mnist_net.py' in text
+    assert 'pip install torch==2.13.0 && pip install -e ".[test,hf]" && convshape trace examples/mnist_net.py' in text
     assert "\npython -m pytest\n" in text
 
 
