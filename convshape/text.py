@@ -41,3 +41,16 @@ def si_bytes(n: int) -> str:
         if n >= scale:
             return f"{n / scale:,.2f} {unit}"
     return f"{n} B"
+
+
+def failure_parts(summary: str, fix: str | None, source: str | None, error_type: str,
+                  message: str) -> list[tuple[str, str]]:
+    """What every renderer shows of a failure, in order, as (kind, text): the summary; the fix, when the
+    summary does not already say it; where; and torch's own words (first line). Each format styles the kinds."""
+    parts = [("summary", summary)]
+    if fix and fix not in summary:
+        parts.append(("fix", fix))
+    if source:
+        parts.append(("at", source))
+    parts.append(("torch", f"torch said ({error_type}): {message.splitlines()[0] if message else ''}"))
+    return parts

@@ -11,7 +11,7 @@ from __future__ import annotations
 from html import escape
 
 from ..records import Trace
-from ..text import megabytes, shape_text, si_bytes, si_count
+from ..text import failure_parts, megabytes, shape_text, si_bytes, si_count
 from .columns import short_count
 from .view import ViewRow, visible_rows
 
@@ -150,14 +150,11 @@ def trace_html_fragment(trace: Trace, depth: int | None = None, functions: bool 
              f'<p class="meta">input {escape(inputs)} on {escape(trace.device)} · {summary}</p>']
     if trace.error is not None:
         e = trace.error
-        fail = [f'<div class="failure" role="alert"><b>✗ {escape(e.summary)}</b>']
-        if e.fix and e.fix not in e.summary:
-            fail.append(f"<div>fix: <code>{escape(e.fix)}</code></div>")
-        if e.source:
-            fail.append(f"<div>at {escape(e.source)}</div>")
-        said = e.message.splitlines()[0] if e.message else ""
-        fail.append(f"<div>torch said ({escape(e.error_type)}): {escape(said)}</div></div>")
-        parts.append("".join(fail))
+        shown = {"summary": "<b>✗ {}</b>", "fix": "<div>fix: <code>{}</code></div>", "at": "<div>at {}</div>",
+                 "torch": "<div>{}</div>"}
+        parts.append('<div class="failure" role="alert">' + "".join(
+            shown[kind].format(escape(text))
+            for kind, text in failure_parts(e.summary, e.fix, e.source, e.error_type, e.message)) + "</div>")
     parts.append('<div class="tools"><input class="q" type="search" placeholder="Search names, types, shapes"'
                  ' aria-label="Search"><button class="all" type="button">Expand all</button>'
                  '<button class="none" type="button">Collapse all</button><span class="count"></span></div>')

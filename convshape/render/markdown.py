@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..records import FcReport, ParamReport, Trace
-from ..text import megabytes, shape_text, si_bytes, si_count
+from ..text import failure_parts, megabytes, shape_text, si_bytes, si_count
 from .columns import HEADERS, RIGHT, Style, cell, default_columns
 from .view import visible_rows
 
@@ -44,12 +44,10 @@ def trace_markdown(trace: Trace, depth: int | None = None, functions: bool = Tru
     out += [f"> note: {_escape(n)}\n" for n in trace.notes]
     if trace.error is not None:
         e = trace.error
-        lines = [f"> **✗ {_escape(e.summary)}**"]
-        if e.fix and e.fix not in e.summary:
-            lines.append(f"> fix: `{e.fix}`")
-        if e.source:
-            lines.append(f"> at {e.source}")
-        lines.append(f"> torch said ({e.error_type}): {_escape(e.message.splitlines()[0] if e.message else '')}")
+        shown = {"summary": lambda t: f"> **✗ {_escape(t)}**", "fix": lambda t: f"> fix: `{t}`",
+                 "at": lambda t: f"> at {t}", "torch": lambda t: f"> {_escape(t)}"}
+        lines = [shown[kind](text) for kind, text in failure_parts(e.summary, e.fix, e.source, e.error_type,
+                                                                    e.message)]
         out.append("  \n".join(lines) + "\n")
     return "\n".join(out)
 

@@ -14,7 +14,7 @@ from ..records import Failure, FcReport, ParamReport, Totals, Trace
 
 if TYPE_CHECKING:
     from ..layer import LayerReport
-from ..text import megabytes, shape_text, shapes_text, si_bytes, si_count
+from ..text import failure_parts, megabytes, shape_text, shapes_text, si_bytes, si_count
 from .columns import default_columns, lay_out
 from .grid import grid
 from .view import visible_rows
@@ -36,15 +36,20 @@ def _notes(notes: tuple[str, ...], text: Text) -> None:
 
 def failure_text(failure: Failure, text: Text | None = None) -> Text:
     text = text if text is not None else Text()
-    text.append("✗ ", style="bold red")
-    text.append(failure.summary, style="bold")
-    if failure.fix and failure.fix not in failure.summary:
-        text.append("\n  fix: ", style="green")
-        text.append(failure.fix)
-    if failure.source:
-        text.append(f"\n  at {failure.source}")
-    text.append(f"\n  torch said ({failure.error_type}): ", style="dim")
-    text.append((failure.message.splitlines()[0] if failure.message else "") + "\n")
+    f = failure
+    for kind, line in failure_parts(f.summary, f.fix, f.source, f.error_type, f.message):
+        if kind == "summary":
+            text.append("✗ ", style="bold red")
+            text.append(line, style="bold")
+        elif kind == "fix":
+            text.append("\n  fix: ", style="green")
+            text.append(line)
+        elif kind == "at":
+            text.append(f"\n  at {line}")
+        else:
+            text.append("\n  ")
+            text.append(line)
+    text.append("\n")
     return text
 
 
