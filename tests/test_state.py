@@ -174,6 +174,8 @@ def test_trace_leaves_model_and_process_as_they_were(case: str, device: str | No
     _same_process(around, process_state())
     home = "meta" if case.endswith("-meta") else "cpu"
     assert result.device == (home if device in (None, "auto") else device)
+    if case != "lazy":  # a stand-in keeps tied weights tied: the count is torch's, on every device
+        assert result.totals.params == sum(p.numel() for p in model.parameters())
     assert result.rows and result.rows[0].depth == 0
 
 
