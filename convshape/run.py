@@ -185,11 +185,17 @@ def trace_module(model: nn.Module, inputs: Sequence[InputLike] | Inputs, options
     return _one_pass(stand_in(model, target), specs, target, options, name, notes)
 
 
-def _quiet_build(source: ModelSource, device: str) -> nn.Module:
-    """Build again: the first build already showed the user what their code prints and warns."""
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        return source.build(device)
+def _on_cpu(source: ModelSource, specs: Inputs, options: RunOptions, notes: Sequence[str]) -> Ran:
+    """Build again on the CPU, as the author wrote it (its own init, a fixed seed), and trace it there.
+
+    The first build (on meta) already showed the user what their code prints and warns: this one is quiet.
+    """
+    with _seeded():
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            model = source.build("cpu")
+        _check(model, specs)
+        return _one_pass(model, specs, torch.device("cpu"), options, source.label, notes)
 
 
 def _meta_fallback_reason(ran: Ran) -> str | None:
@@ -226,16 +232,12 @@ def trace_source(source: ModelSource, inputs: Sequence[InputLike] | Inputs, opti
     except LoadError as e:
         # a model whose own code pins tensors to a device cannot be built on meta: build it as written
         notes.append(f"it could not be built on meta ({safe_str(e).splitlines()[0][:160]}); built on cpu")
-        with _seeded():
-            model = _quiet_build(source, "cpu")
-            _check(model, specs)
-            return _one_pass(model, specs, torch.device("cpu"), options, source.label, notes)
+        return _on_cpu(source, specs, options, notes)
     _check(meta_model, specs)
     weights, data = state_bytes(meta_model), input_bytes(specs)
     if weights <= SMALL_MODEL_BYTES and data <= SMALL_INPUT_BYTES:
         del meta_model
-        with _seeded():
-            return _one_pass(_quiet_build(source, "cpu"), specs, torch.device("cpu"), options, source.label, notes)
+        return _on_cpu(source, specs, options, notes)
     ran = _one_pass(meta_model, specs, torch.device("meta"), options, source.label, notes)
     reason = _meta_fallback_reason(ran)
     if reason is None:
@@ -250,5 +252,4 @@ def trace_source(source: ModelSource, inputs: Sequence[InputLike] | Inputs, opti
         )
     notes.append(f"meta could not run this model ({reason}); traced on cpu instead")
     del meta_model, ran
-    with _seeded():
-        return _one_pass(_quiet_build(source, "cpu"), specs, torch.device("cpu"), options, source.label, notes)
+    return _on_cpu(source, specs, options, notes)
