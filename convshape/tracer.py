@@ -27,7 +27,7 @@ from torch.overrides import TorchFunctionMode
 
 from . import diagnose
 from .cells import place
-from .costs import CostCounter
+from .costs import DISPATCH, CostCounter, plan
 from .oplabels import op_label
 from .params import numel
 from .paths import OWN_DIR, TORCH_DIR, is_user_file
@@ -155,7 +155,6 @@ def raised_by_convshape(exc: BaseException) -> bool:
     return code.co_filename.startswith(OWN_DIR) and code is not _call_through.__code__
 
 
-_LATER = object()  # "caller not looked up yet"
 
 # annotate needs each row's chain of user frames; other commands do not pay for it
 RECORD_FRAMES: contextvars.ContextVar[bool] = contextvars.ContextVar("convshape_record_frames", default=False)
@@ -280,7 +279,8 @@ class Recorder(TorchFunctionMode):
         super().__init__()
         self.costs = costs
         self.unknown_cost_ops: dict[str, str | None] = {}  # aten op -> where it ran
-        self._fn_flops: list[int | None] | None = None  # FLOPs of the direct call in progress
+        self._counter = CostCounter(self._add_flops)  # prices the calls no formula covers (costs.plan)
+        self._counted: int | None = 0  # FLOPs the counter has seen in the call it is counting
         self.max_rows = max_rows  # a pass that makes more calls than this stops (a forward that never ends)
         self.names: dict[int, str] = {}
         for name, m in root.named_modules(remove_duplicate=False):
@@ -309,10 +309,7 @@ class Recorder(TorchFunctionMode):
             nn_module.register_module_forward_pre_hook(self._before_module),
             nn_module.register_module_forward_hook(self._after_module, with_kwargs=True),
         ]
-        self._counter = CostCounter(self._add_flops) if self.costs else None
         try:
-            if self._counter is not None:
-                self._counter.__enter__()
             current = self
             return super().__enter__()
         except BaseException:
@@ -325,22 +322,15 @@ class Recorder(TorchFunctionMode):
         try:
             super().__exit__(exc_type, exc, tb)
         finally:
-            try:
-                if self._counter is not None:
-                    self._counter.__exit__(exc_type, exc, tb)
-            finally:
-                self._remove_hooks()
-                current = None
+            self._remove_hooks()
+            current = None
 
     def _add_flops(self, flops: int | None, op: str) -> None:
+        """The sink of the dispatch counter: one aten op of the call being counted."""
         if flops is None:
             where = self.stack[-1].name if self.stack else None
             self.unknown_cost_ops.setdefault(op, where)
-        if self._fn_flops is not None:
-            self._fn_flops[0] = _plus(self._fn_flops[0], flops)
-        elif self.stack:
-            row = self.stack[-1]
-            row.own_flops = _plus(row.own_flops, flops)
+        self._counted = _plus(self._counted, flops)
 
     def _remove_hooks(self) -> None:
         for handle in self._handles:
@@ -494,34 +484,38 @@ class Recorder(TorchFunctionMode):
             if repaired is not None:
                 return repaired
         frame = sys._getframe(1)
-        # With costs, the caller must be known before the call so a direct call's FLOPs go to its own
-        # row; without, it is looked up only for calls that return a tensor (most do not need it).
-        caller = _direct_caller(frame) if self.costs else _LATER
-        if self.costs:
-            self._fn_flops = [0] if caller is not None else None
+        price = plan(func, args, kwargs) if self.costs else None
         try:
-            out = _call_through(func, args, kwargs)
+            if price is DISPATCH:
+                out, flops = self._count(func, args, kwargs)
+            else:
+                out = _call_through(func, args, kwargs)
+                flops = 0 if price is None else price(args, kwargs, out)  # type: ignore[operator]
         except Exception:
-            self._fn_flops = None
-            if caller is _LATER:
-                caller = _direct_caller(frame)
-            if caller is not None:
-                self._failed_fn = self._function_row(func, args, kwargs, None, caller)  # type: ignore[arg-type]
-            raise
-        flops = self._fn_flops
-        if flops is not None:
-            self._fn_flops = None
-        if not has_tensor(out):
-            if flops and self.stack:  # work done, but no tensor to show it on: the module's
-                row = self.stack[-1]
-                row.own_flops = _plus(row.own_flops, flops[0])
-            return out
-        if caller is _LATER:
             caller = _direct_caller(frame)
-        if caller is not None:
-            with _NO_TORCH_FUNCTION():  # modes below this one (torch.device("meta")) need not see t.shape
-                self._function_row(func, args, kwargs, out, caller, flops[0] if flops else 0)  # type: ignore[arg-type]
+            if caller is not None:
+                self._failed_fn = self._function_row(func, args, kwargs, None, caller)
+            raise
+        if has_tensor(out):
+            caller = _direct_caller(frame)
+            if caller is not None:
+                with _NO_TORCH_FUNCTION():  # modes below this one (torch.device("meta")) need not see t.shape
+                    self._function_row(func, args, kwargs, out, caller, flops)
+                return out
+        if flops != 0 and self.stack:  # torch's own call inside a module, or no tensor to show it on
+            row = self.stack[-1]
+            row.own_flops = _plus(row.own_flops, flops)
         return out
+
+    def _count(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, int | None]:
+        """Run one call under the dispatch counter: the FLOPs of every aten op it executes."""
+        outer, self._counted = self._counted, 0
+        try:
+            with self._counter:
+                out = _call_through(func, args, kwargs)
+            return out, self._counted
+        finally:
+            self._counted = outer
 
     def _function_row(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any,
                       caller: FrameType, flops: int | None = 0) -> Row:
