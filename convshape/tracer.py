@@ -32,6 +32,7 @@ from .oplabels import op_label
 from .params import numel
 from .paths import OWN_DIR, TORCH_DIR, is_user_file
 from .records import Row, Shape
+from .structure import Structure, walk
 from .tensors import dtype_name, has_tensor, jsonable, tensors_in
 
 # torch files that only dispatch a call onward: a call passing through them is still the user's own.
@@ -195,54 +196,6 @@ def _call_through(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> A
     return func(*args, **kwargs)
 
 
-def subtree_param_counts(root: nn.Module) -> dict[int, int]:
-    """id(module) -> parameters in its subtree, each counted once; lazy modules are left out.
-
-    One bottom-up pass; a model that shares a parameter between modules is counted exactly, module by
-    module, since sums over children would count a shared tensor twice.
-    """
-    all_params = list(root.named_parameters(remove_duplicate=False))
-    shared = len({id(p) for _, p in all_params}) != len(all_params)
-    counts: dict[int, int] = {}
-    lazy: set[int] = set()
-
-    def visit(module: nn.Module) -> int:
-        key = id(module)
-        if key in counts:
-            return counts[key]
-        own = [p for p in module._parameters.values() if p is not None]
-        total = sum(numel(p) for p in own) + sum(visit(c) for c in module._modules.values() if c is not None)
-        if any(isinstance(p, UninitializedParameter) for p in own) or any(
-                id(c) in lazy for c in module._modules.values() if c is not None):
-            lazy.add(key)
-        counts[key] = total
-        return total
-
-    if shared:
-        # each parameter counts once toward every module on its path(s): O(parameters x depth), where summing
-        # module.parameters() per module was O(modules x subtree) (12 ms of a 250 ms GPT-2 trace)
-        by_name = dict(root.named_modules(remove_duplicate=False))
-        counted: set[tuple[int, int]] = set()
-        for module in by_name.values():
-            counts[id(module)] = 0
-        for name, p in all_params:
-            pid, n, unsized = id(p), numel(p), isinstance(p, UninitializedParameter)
-            prefix = ""
-            for part in ("", *name.split(".")[:-1]):
-                prefix = part if not prefix else f"{prefix}.{part}"
-                key = id(by_name[prefix])
-                if (key, pid) not in counted:
-                    counted.add((key, pid))
-                    counts[key] += n
-                    if unsized:
-                        lazy.add(key)
-    else:
-        visit(root)
-    for key in lazy:
-        del counts[key]  # counted once their forward has sized them
-    return counts
-
-
 current: Recorder | None = None  # the recorder of the pass in progress, read by the progress line
 
 
@@ -275,26 +228,26 @@ class Recorder(TorchFunctionMode):
     """
 
     def __init__(self, root: nn.Module, repair_linear: bool = False, max_rows: int = MAX_ROWS,
-                 costs: bool = False) -> None:
+                 costs: bool = False, found: Structure | None = None) -> None:
         super().__init__()
         self.costs = costs
         self.unknown_cost_ops: dict[str, str | None] = {}  # aten op -> where it ran
         self._counter = CostCounter(self._add_flops)  # prices the calls no formula covers (costs.plan)
         self._counted: int | None = 0  # FLOPs the counter has seen in the call it is counting
         self.max_rows = max_rows  # a pass that makes more calls than this stops (a forward that never ends)
-        self.names: dict[int, str] = {}
-        for name, m in root.named_modules(remove_duplicate=False):
-            self.names.setdefault(id(m), name)  # a module reachable under several names: its first one
+        found = found if found is not None else walk(root)
+        self.names: dict[int, str] = found.names  # a module reachable under several names: its first one
+        self.saw_new_modules = False
         self.repair_linear = repair_linear
         self.rows: list[_Pending | Row] = []
         self.stack: list[_Pending] = []
         self._producers: dict[int, tuple[weakref.ref[torch.Tensor], int]] = {}
         self._calls: dict[int, int] = {}
         # Counted before the mode is active: hashing parameters under a TorchFunctionMode is slow.
-        self._param_counts: dict[int, int] = subtree_param_counts(root)
+        self._param_counts: dict[int, int] = found.subtree_params()
         self._attrs: dict[int, dict[str, Any]] = {}
         self.input_ids: set[int] = set()  # the model's input tensors (alive for the whole pass)
-        self._held = {id(t) for t in (*root.parameters(), *root.buffers())}  # storage that existed before
+        self._held = {id(t) for t in (*found.parameters, *found.buffers)}  # storage that existed before
         self._bases: dict[int, weakref.ref[torch.Tensor]] = {}  # view bases already counted
         self._busy = False
         self._failed_fn: Row | None = None
@@ -421,6 +374,8 @@ class Recorder(TorchFunctionMode):
         call = self._calls.get(key, 0)
         self._calls[key] = call + 1
         name = self.names.get(key)
+        if name is None:
+            self.saw_new_modules = True  # made in forward: not in the tree walked before the pass
         parent = self.stack[-1] if self.stack else None
         row = _Pending(
             index=len(self.rows), kind="module",
