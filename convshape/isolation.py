@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
 from .errors import ConvshapeError
-from .structure import Structure, walk
+from .structure import Structure, set_flag, walk
 
 
 class ModelExit(BaseException):
@@ -115,7 +115,7 @@ class Preserved:
                  tb: TracebackType | None) -> None:
         for module, training in zip(self.found.modules, self._flags, strict=True):
             if module.training != training:
-                module.training = training
+                set_flag(module, training)
         with torch.no_grad():
             for buffer, saved, version in self._buffers:
                 # BatchNorm's kernel updates its running statistics in training mode without bumping _version

@@ -38,7 +38,7 @@ from .arity import check_inputs
 from .errors import ConvshapeError, InputSpecError, LoadError, safe_str
 from .failure import describe
 from .inputlang import Inputs
-from .inputs import InputLike, as_inputs, input_bytes, make_inputs, model_device, plain_values
+from .inputs import InputLike, as_inputs, input_bytes, inputs_device, make_inputs, plain_values
 from .isolation import Preserved, guarded, stand_in
 from .loader import ModelSource
 from .params import totals_of, totals_over
@@ -176,7 +176,7 @@ def trace_module(model: nn.Module, inputs: Sequence[InputLike] | Inputs, options
     specs = as_inputs(inputs, kwargs)
     _check(model, specs)
     found = walk(model)
-    home = found.device() or model_device(model, specs)
+    home = found.device() or inputs_device(specs)
     target = home if options.device == "auto" else torch.device(options.device)
     check_device(target)
     same = target == home or (target.type == home.type == "cuda" and target.index is None)

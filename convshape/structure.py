@@ -108,7 +108,14 @@ def set_training(found: Structure, mode: bool) -> None:
         return
     for module in found.modules:
         if module.training != mode:
-            module.training = mode
+            set_flag(module, mode)
+
+
+def set_flag(module: nn.Module, mode: bool) -> None:
+    if type(module).__setattr__ is nn.Module.__setattr__:
+        object.__setattr__(module, "training", mode)  # what Module.__setattr__ ends in for a bool, minus its checks
+    else:
+        module.training = mode
 
 
 def _shared_subtree_params(root: nn.Module) -> dict[int, int]:

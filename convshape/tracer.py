@@ -14,8 +14,9 @@ import contextvars
 import os
 import sys
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import FrameType, TracebackType
+from types import CodeType, FrameType, TracebackType
 from typing import Any
 
 import torch
@@ -42,6 +43,7 @@ _THIN_WRAPPERS = tuple(
 )
 _LINEAR = F.linear
 _NO_TORCH_FUNCTION = torch._C.DisableTorchFunction
+_PARAMETER = nn.Parameter
 
 
 @dataclass(eq=False, slots=True)
@@ -95,12 +97,41 @@ def _where(frame: FrameType | None) -> str | None:
 _MODULE_MACHINERY = os.path.join(TORCH_DIR, "nn", "modules", "module.py")
 
 
+# What a frame's code is, decided once per code object (a trace asks for every call, up the same few frames):
+_LOOK_OUT, _TORCH, _USER = 0, 1, 2
+_MODULE_FRAMES: dict[CodeType, int] = {}
+_FUNCTION_FRAMES: dict[CodeType, int] = {}
+
+
+def _module_frame(filename: str) -> int:
+    if filename == _MODULE_MACHINERY or filename.startswith(OWN_DIR):
+        return _LOOK_OUT
+    return _TORCH if filename.startswith(TORCH_DIR) else _USER
+
+
+def _function_frame(filename: str) -> int:
+    if filename.startswith(TORCH_DIR):
+        return _LOOK_OUT if filename.startswith(_THIN_WRAPPERS) else _TORCH
+    return _TORCH if filename.startswith(OWN_DIR) else _USER
+
+
+def _classified(frames: dict[CodeType, int], classify: Callable[[str], int], code: CodeType) -> int:
+    if len(frames) > 100_000:  # code made again and again (a notebook re-running cells): start over
+        frames.clear()
+    kind = frames[code] = classify(code.co_filename)
+    return kind
+
+
 def _module_caller(frame: FrameType | None) -> FrameType | None:
     """The user frame that called a module, or None when torch's code (a Sequential) called it."""
+    frames = _MODULE_FRAMES
     while frame is not None:
-        filename = frame.f_code.co_filename
-        if filename != _MODULE_MACHINERY and not filename.startswith(OWN_DIR):
-            return None if filename.startswith(TORCH_DIR) else frame
+        code = frame.f_code
+        kind = frames.get(code)
+        if kind is None:
+            kind = _classified(frames, _module_frame, code)
+        if kind:
+            return frame if kind == _USER else None
         frame = frame.f_back
     return None
 
@@ -111,15 +142,14 @@ def _direct_caller(frame: FrameType | None) -> FrameType | None:
     Frames in torch's thin dispatch wrappers (``F.relu`` -> ``handle_torch_function``) are skipped;
     any other torch frame on the way (``nn.Conv2d.forward``) means the call is torch-internal.
     """
+    frames = _FUNCTION_FRAMES
     while frame is not None:
-        filename = frame.f_code.co_filename
-        if filename.startswith(TORCH_DIR):
-            if not filename.startswith(_THIN_WRAPPERS):
-                return None
-        elif filename.startswith(OWN_DIR):
-            return None
-        else:
-            return frame
+        code = frame.f_code
+        kind = frames.get(code)
+        if kind is None:
+            kind = _classified(frames, _function_frame, code)
+        if kind:
+            return frame if kind == _USER else None
         frame = frame.f_back
     return None
 
@@ -245,7 +275,7 @@ class Recorder(TorchFunctionMode):
         self._calls: dict[int, int] = {}
         # Counted before the mode is active: hashing parameters under a TorchFunctionMode is slow.
         self._param_counts: dict[int, int] = found.subtree_params()
-        self._attrs: dict[int, dict[str, Any]] = {}
+        self._static: dict[int, tuple[str, str, dict[str, Any], bool]] = {}  # id(module) -> _static_of(module)
         self.input_ids: set[int] = set()  # the model's input tensors (alive for the whole pass)
         self._held = {id(t) for t in (*found.parameters, *found.buffers)}  # storage that existed before
         self._bases: dict[int, weakref.ref[torch.Tensor]] = {}  # view bases already counted
@@ -303,8 +333,9 @@ class Recorder(TorchFunctionMode):
             shapes.append(tuple(t.shape))
             entry = producers.get(id(t))
             sources.append(entry[1] if entry is not None and entry[0]() is t else None)
-            if isinstance(t, nn.Parameter):
-                params += t.numel()
+            kind = type(t)
+            if kind is not torch.Tensor and (kind is _PARAMETER or isinstance(t, nn.Parameter)):
+                params += t.numel()  # nn.Parameter's metaclass makes isinstance slow: most tensors skip it
         return tuple(shapes), tuple(sources), params
 
     def _produced(self, value: Any, index: int, keep_inner: bool
@@ -369,37 +400,37 @@ class Recorder(TorchFunctionMode):
             self._busy = False
 
     def _enter_module(self, module: nn.Module, args: tuple[Any, ...]) -> None:
-        shapes, sources, _ = self._inputs(tensors_in(args))
+        shapes, sources, _ = self._inputs(
+            [args[0]] if len(args) == 1 and type(args[0]) is torch.Tensor else tensors_in(args))
         key = id(module)
         call = self._calls.get(key, 0)
         self._calls[key] = call + 1
-        name = self.names.get(key)
-        if name is None:
-            self.saw_new_modules = True  # made in forward: not in the tree walked before the pass
+        known = self._static.get(key)
+        if known is None or known[3]:
+            known = self._static[key] = self._static_of(module)
+        name, op, attrs, _ = known
         parent = self.stack[-1] if self.stack else None
-        row = _Pending(
-            index=len(self.rows), kind="module",
-            name=name if name is not None else f"<{type(module).__name__}>",
-            op=type(module).__name__, depth=len(self.stack), input_shapes=shapes,
-            params=self._params_of(module),
-            source=_where(caller := _module_caller(sys._getframe(2))) if parent is not None else None,
-            site=caller.f_lasti if parent is not None and caller is not None else None,
-            parent=parent.index if parent else None, inputs_from=sources, call=call,
-            module=module, attrs=self._attrs_of(module),
-        )
-        if self.frames and parent is not None and caller is not None:
+        if parent is not None:
+            caller = _module_caller(sys._getframe(2))
+            source, site = (_where(caller), caller.f_lasti) if caller is not None else (None, None)
+        else:
+            caller = source = site = None
+        row = _Pending(len(self.rows), "module", name, op, len(self.stack), shapes, self._params_of(module),
+                       source, parent.index if parent else None, sources, call, module, attrs=attrs, site=site)
+        if self.frames and caller is not None:
             row.frames = _user_frames(caller, self._serials)
         self.rows.append(row)
         self.stack.append(row)
 
-    def _attrs_of(self, module: nn.Module) -> dict[str, Any]:
-        if type(module).__name__.startswith("Lazy"):
-            return layer_attrs(module)  # changes when the first forward sizes the layer
-        key = id(module)
-        attrs = self._attrs.get(key)
-        if attrs is None:
-            attrs = self._attrs[key] = layer_attrs(module)
-        return attrs
+    def _static_of(self, module: nn.Module) -> tuple[str, str, dict[str, Any], bool]:
+        """(name, class name, layer arguments, whether to read them again next call): once per module."""
+        op = type(module).__name__
+        name = self.names.get(id(module))
+        if name is None:
+            self.saw_new_modules = True  # made in forward: not in the tree walked before the pass
+            name = f"<{op}>"
+        # a lazy layer's arguments change when its first forward sizes it
+        return name, op, layer_attrs(module), op.startswith("Lazy")
 
     def _after_module(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
                       output: Any) -> None:
