@@ -1,7 +1,7 @@
 """convshape against the floor and against its peers, side by side, in one run, then issue 13's targets.
 
-    python benchmarks/run.py                          # full run (about 10 minutes on 2 cores)
-    python benchmarks/run.py --quick                  # fewer repeats (about half the time)
+    python benchmarks/run.py                          # full run (about 9-10 minutes on 2 quiet cores)
+    python benchmarks/run.py --quick                  # 3 repeats instead of 5 (about 6 minutes)
     python benchmarks/run.py --only in_process scaling  # some sections; Targets covers what ran
 
 Needs `pip install -e ".[bench,hf]"` (torchinfo, torchscan, transformers); a peer that is not
@@ -382,7 +382,7 @@ def _vs(result: ModelResult, peer: str) -> str:
 def in_process(repeats: int, results: Results) -> list[str]:
     from benchmarks.models import catalogue
 
-    titles = [f"{t} ms" + ("" if k in ("forward", "hooked") else " (x hooked)") for k, t in CONTENDERS.items()]
+    titles = [f"{t} ms" + ("" if k == "hooked" else " (x hooked)") for k, t in CONTENDERS.items()]
     lines = ["| model (device) | " + " | ".join(titles) + " | convshape ÷ torchinfo | convshape ÷ torchscan |",
              "|---|" + "---:|" * (len(CONTENDERS) + 2)]
     for bench in catalogue():
@@ -398,7 +398,7 @@ def in_process(repeats: int, results: Results) -> list[str]:
     lines.append("")
     lines.append('ms: median wall time of one call; "hooked": a forward with one no-op global forward hook '
                  "(one no-op call per module call). convshape ÷ peer: convshape with MACs over the peer, below "
-                 f"1 is faster. torch uses {torch.get_num_threads()} threads.")
+                 f"1 is faster. torch threads: {torch.get_num_threads()}.")
     failures = [(r.label, CONTENDERS[k], why) for r in results.models for k, why in r.fails.items()]
     if failures:
         lines.append("")
@@ -628,6 +628,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats (3 instead of 5)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, metavar="SECTION",
                         help=f"run only these sections ({', '.join(SECTIONS)}); Targets covers what ran")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="torch threads for the in-process sections (default: torch's choice); 1 steadies the "
+                             "cpu rows on a busy machine")
     args = parser.parse_args()
     repeats = 3 if args.quick else 5
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
@@ -635,6 +638,7 @@ def main() -> None:
           f"transformers {_version('transformers')}, convshape {convshape.__version__}. "
           f"Medians of {repeats} interleaved runs.\n")
     results = Results()
+    began = time.perf_counter()
     sections: tuple[tuple[str, Callable[[int, Results], list[str]]], ...] = (
         ("Cold command line", cold_cli), ("Whole process, large models", big_processes),
         ("In-process trace, ratios to a hooked forward", in_process),
@@ -644,11 +648,14 @@ def main() -> None:
             continue
         if section in (in_process, scaling):
             load_torch()
+            if args.threads:
+                torch.set_num_threads(args.threads)
         print(f"### {title}\n")
         print("\n".join(section(repeats, results)), end="\n\n", flush=True)
         results.ran.add(section.__name__)
     print("### Targets (issue 13)\n")
     print("\n".join(targets(results)))
+    print(f"\nThis run took {(time.perf_counter() - began) / 60:.1f} minutes.")
 
 
 if __name__ == "__main__":
