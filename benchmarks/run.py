@@ -3,6 +3,7 @@
     python benchmarks/run.py                          # full run (about 9-10 minutes on 2 quiet cores)
     python benchmarks/run.py --quick                  # 3 repeats instead of 5 (about 6 minutes)
     python benchmarks/run.py --only in_process scaling  # some sections; Targets covers what ran
+    python benchmarks/run.py --threads 1              # one torch thread in process: steadier on a busy machine
 
 Needs `pip install -e ".[bench,hf]"` (torchinfo, torchscan, transformers); a peer that is not
 installed is left out and said so. Prints Markdown, one section at a time:
