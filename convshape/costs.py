@@ -51,7 +51,7 @@ def _rnn_layer_flops(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) ->
 
 def _cpu_sdpa_flops(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> int:
     q, k, v = args[0], args[1], args[2]
-    return int(flop_counter.sdpa_flop_count(_shape(q), _shape(k), _shape(v)))
+    return sdpa_flops(_shape(q), _shape(k), _shape(v))
 
 
 _EXTRA: dict[str, Callable[[tuple[Any, ...], dict[str, Any], Any], int]] = {
@@ -115,11 +115,24 @@ def _matrices(*tensors: Any) -> bool:
     return all(isinstance(t, torch.Tensor) and t.dim() >= 2 for t in tensors)
 
 
+# torch's formulas themselves: the registered ones are wrapped to take tensors, and each wrapped call leaves
+# reference cycles for the collector (7 objects), which a trace would make for every priced call
+_MM_FLOP = getattr(flop_counter.mm_flop, "__wrapped__", flop_counter.mm_flop)
+_BMM_FLOP = getattr(flop_counter.bmm_flop, "__wrapped__", flop_counter.bmm_flop)
+
+
 def _product(left: torch.Tensor, out: Any) -> int:
     """``left @ right`` as aten runs it (mm or bmm over the broadcast batch): torch's ``mm_flop`` with the
     batch and rows folded into M."""
     k, n = left.shape[-1], out.shape[-1]
-    return int(flop_counter.mm_flop((out.numel() // n, k), (k, n)))
+    return int(_MM_FLOP((out.numel() // n, k), (k, n)))
+
+
+def sdpa_flops(q: tuple[int, ...], k: tuple[int, ...], v: tuple[int, ...]) -> int:
+    """torch's ``sdpa_flop_count``: ``q @ k^T`` and ``attention @ v`` as two bmm over batch x heads."""
+    b, h, s_q, d_q = q
+    s_k, d_v = k[2], v[3]
+    return int(_BMM_FLOP((b * h, s_q, d_q), (b * h, d_q, s_k)) + _BMM_FLOP((b * h, s_q, s_k), (b * h, s_k, d_v)))
 
 
 def _linear(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Formula | object:
@@ -160,7 +173,7 @@ def _attention(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Formula | objec
             len({(t.shape[0], t.shape[1]) for t in tensors}) != 1:
         return DISPATCH  # broadcast or grouped heads: the kernel's own shapes decide
     # every kernel (math: two bmm; CPU flash: _EXTRA; CUDA flash and efficient) is priced by this formula
-    return lambda _a, _k, out: int(flop_counter.sdpa_flop_count(q.shape, k.shape, v.shape))
+    return lambda _a, _k, out: sdpa_flops(tuple(q.shape), tuple(k.shape), tuple(v.shape))
 
 
 def _conv(transposed: bool) -> Callable[[tuple[Any, ...], dict[str, Any]], Formula | object]:

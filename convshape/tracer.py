@@ -262,7 +262,7 @@ class Recorder(TorchFunctionMode):
         super().__init__()
         self.costs = costs
         self.unknown_cost_ops: dict[str, str | None] = {}  # aten op -> where it ran
-        self._counter = CostCounter(self._add_flops)  # prices the calls no formula covers (costs.plan)
+        self._counter: CostCounter | None = None  # prices the calls no formula covers (costs.plan), in a pass
         self._counted: int | None = 0  # FLOPs the counter has seen in the call it is counting
         self.max_rows = max_rows  # a pass that makes more calls than this stops (a forward that never ends)
         found = found if found is not None else walk(root)
@@ -292,6 +292,7 @@ class Recorder(TorchFunctionMode):
             nn_module.register_module_forward_pre_hook(self._before_module),
             nn_module.register_module_forward_hook(self._after_module, with_kwargs=True),
         ]
+        self._counter = CostCounter(self._add_flops)
         try:
             current = self
             return super().__enter__()
@@ -306,6 +307,7 @@ class Recorder(TorchFunctionMode):
             super().__exit__(exc_type, exc, tb)
         finally:
             self._remove_hooks()
+            self._counter = None  # it holds a bound method of this recorder: no cycle outlives the pass
             current = None
 
     def _add_flops(self, flops: int | None, op: str) -> None:
@@ -497,7 +499,7 @@ class Recorder(TorchFunctionMode):
         """Run one call under the dispatch counter: the FLOPs of every aten op it executes."""
         outer, self._counted = self._counted, 0
         try:
-            with self._counter:
+            with self._counter:  # type: ignore[union-attr]  # set for the length of the pass
                 out = _call_through(func, args, kwargs)
             return out, self._counted
         finally:
