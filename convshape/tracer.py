@@ -44,6 +44,8 @@ _THIN_WRAPPERS = tuple(
 _LINEAR = F.linear
 _NO_TORCH_FUNCTION = torch._C.DisableTorchFunction
 _PARAMETER = nn.Parameter
+# Row(...) goes through the NamedTuple's generated __new__ (defaults, keywords): a function row gives every field
+_new_row = tuple.__new__
 
 
 @dataclass(eq=False, slots=True)
@@ -511,21 +513,25 @@ class Recorder(TorchFunctionMode):
         if len(self.rows) >= self.max_rows:
             raise TooManyCalls(self.max_rows)
         name, op = op_label(func)
-        tensors = tensors_in(args)
+        if all(type(a) is torch.Tensor for a in args):  # the common call: tensors only, nothing nested
+            tensors = list(args)
+            literal: dict[str, Any] = {"args": [None] * len(args)}
+        else:
+            tensors = tensors_in(args)
+            literal = {"args": [jsonable(a) for a in args]}
         if kwargs:
             tensors_in(kwargs, tensors)
         shapes, sources, params = self._inputs(tensors)
-        literal: dict[str, Any] = {"args": [jsonable(a) for a in args]}
         if kwargs:
             literal["kwargs"] = {k: jsonable(v) for k, v in kwargs.items()}
         index = len(self.rows)
         out_shapes, out_dtypes, allocated = (self._produced(out, index, keep_inner=False) if out is not None
                                              else ((), (), 0))
         counted = flops if self.costs else None
-        row = Row(index, "function", name, op, len(self.stack), shapes, out_shapes, out_dtypes, params,
-                  _where(caller), self.stack[-1].index if self.stack else None, sources, 0, out is None, literal,
-                  counted, None if counted is None else counted // 2, allocated, caller.f_lasti,
-                  _user_frames(caller, self._serials) if self.frames else ())
+        row = _new_row(Row, (index, "function", name, op, len(self.stack), shapes, out_shapes, out_dtypes, params,
+                             _where(caller), self.stack[-1].index if self.stack else None, sources, 0, out is None,
+                             literal, counted, None if counted is None else counted // 2, allocated, caller.f_lasti,
+                             _user_frames(caller, self._serials) if self.frames else ()))
         self.rows.append(row)
         return row
 
