@@ -37,9 +37,15 @@ def _rnn_layer_flops(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) ->
     return 2 * steps * (w_ih.numel() + w_hh.numel())
 
 
+def _count(n: Any) -> Any:
+    """A count as an int; a symbolic one (a SymInt, from a trace with symbolic sizes) stays a formula:
+    int() would fix its sizes to the sample values."""
+    return n if isinstance(n, torch.SymInt) else int(n)
+
+
 def _cpu_sdpa_flops(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> int:
     q, k, v = args[0], args[1], args[2]
-    return int(flop_counter.sdpa_flop_count(_shape(q), _shape(k), _shape(v)))
+    return _count(flop_counter.sdpa_flop_count(_shape(q), _shape(k), _shape(v)))
 
 
 _EXTRA: dict[str, Callable[[tuple[Any, ...], dict[str, Any], Any], int]] = {
@@ -53,7 +59,7 @@ def op_flops(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any)
     packet = func.overloadpacket
     formula = flop_counter.flop_registry.get(packet)
     if formula is not None:
-        return int(formula(*args, **kwargs, out_val=out))
+        return _count(formula(*args, **kwargs, out_val=out))
     name = packet.__name__
     extra = _EXTRA.get(name)
     if extra is not None:
@@ -82,7 +88,7 @@ class CostCounter(TorchDispatchMode):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         flops = op_flops(func, args, kwargs, out)
-        if flops != 0:
+        if flops is None or type(flops) is not int or flops != 0:  # a SymInt compared would make a guard
             self.sink(flops, str(func.overloadpacket))
         return out
 
