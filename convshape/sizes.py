@@ -268,21 +268,65 @@ def boxes(mask: torch.Tensor, names: Sequence[str], limits: dict[str, int]) -> l
 
 # -- the report ----------------------------------------------------------------------------------------------
 
-def _needs(p: Pass) -> tuple[str, int | None, str | None, str | None]:
-    """What a failing pass's sizes break: the last decision torch took before it failed, negated."""
-    conditions = p.conditions()
-    stop_row = p.stop_row()
-    for expr, where in reversed(conditions):
-        if expr.free_symbols & set(p.symbols):
-            try:
-                text = symexpr.text(sympy.Not(expr), p.symbols)
-            except symexpr.Unsupported:
-                break
-            row, layer, source = attribute(p.rows, where)
-            return text, row, layer, source
+def _needs(p: Pass, grid: Grid, runs: torch.Tensor) -> tuple[str, int | None, str | None, str | None, Any]:
+    """What a failing pass's sizes break: the decisions torch took at the failing row that every size that
+    runs decides the other way (all of them, joined by ``and``)."""
     from .symbolic import row_label
 
-    return "", stop_row, row_label(p.rows, stop_row), p.rows[stop_row].source if stop_row is not None else None
+    stop = p.stop_row()
+    layer = row_label(p.rows, stop)
+    source = p.rows[stop].source if stop is not None and stop < len(p.rows) else None
+    conditions = [(e, w) for e, w in p.conditions() if e.free_symbols & set(p.symbols)]
+    at_stop = [c for c in conditions if attribute(p.rows, c[1])[0] == stop]
+    chosen: list[Any] = []
+    masks: list[torch.Tensor] = []
+    for expr, _where in reversed(at_stop or conditions):
+        try:
+            m = grid.holds(sympy.Not(expr), p)
+        except (symexpr.Unsupported, TypeError, ValueError, RuntimeError):
+            continue
+        if bool(m.all()) or (bool(runs.any()) and bool((runs & ~m).any())) or any(torch.equal(m, x) for x in masks):
+            continue
+        chosen.append(sympy.Not(expr))
+        masks.append(m)
+    if not chosen and conditions and not bool(runs.any()):
+        chosen = [sympy.Not(conditions[-1][0])]
+    try:
+        needs = " and ".join(symexpr.text(c, p.symbols) for c in reversed(chosen))
+    except symexpr.Unsupported:
+        needs, chosen = "", []
+    return needs, stop, layer, source, sympy.And(*chosen) if chosen else None
+
+
+def _rules(failed: list[Outcome], grid: Grid, runs: torch.Tensor, label: str) -> tuple[FailRule, ...]:
+    """One rule per failing layer: the shortest condition that every size that runs meets and no size that
+    fails there meets (else the shortest one found), with the smallest example."""
+    groups: dict[tuple[str | None, str | None], list[tuple[Outcome, str, Any, int | None]]] = {}
+    for o in failed:
+        needs, row, layer, source, expr = _needs(o.p, grid, runs)
+        groups.setdefault((layer, source), []).append((o, needs, expr, row))
+    out = []
+    for (layer, source), items in groups.items():
+        failing = grid.empty()
+        for o, *_ in items:
+            failing |= o.mask
+        best = None
+        for o, needs, expr, _row in sorted(items, key=lambda x: (len(x[1]) == 0, len(x[1]))):
+            if expr is None:
+                continue
+            try:
+                holds = grid.holds(expr, o.p)
+            except (symexpr.Unsupported, TypeError, ValueError, RuntimeError):
+                continue
+            if not bool((holds & failing).any()):
+                best = needs
+                break
+        if best is None:
+            best = min((x[1] for x in items if x[1]), key=len, default="")
+        first = min(items, key=lambda x: sum(x[0].p.sizes.values()))
+        out.append(FailRule(best, layer, source, first[3], _readable(_summary(first[0], label), first[0].p.symbols),
+                            dict(first[0].p.sizes)))
+    return tuple(out)
 
 
 def _summary(o: Outcome, label: str) -> str:
@@ -343,21 +387,13 @@ def sizes_report(target: Target, given: Inputs, options: Any, tries: Sequence[di
     least = None
     if bool(runs.any()):
         least = grid.sizes_at(int(torch.where(runs, smallest, torch.iinfo(torch.int64).max).flatten().argmin()))
-    rules: dict[tuple[str | None, str], FailRule] = {}
-    for o in outcomes:
-        if o.verdict != "fails":
-            continue
-        needs, row, layer, source = _needs(o.p)
-        key = (layer, needs)
-        if key not in rules:
-            rules[key] = FailRule(needs, layer, source, row, _readable(_summary(o, target.label), o.p.symbols),
-                                  dict(o.p.sizes))
+    rules = _rules([o for o in outcomes if o.verdict == "fails"], grid, runs, target.label)
     reqs: tuple[Requirement, ...] = ()
     running = [o for o in outcomes if o.verdict == "runs"]
     if running:
         best = min(running, key=lambda o: sum(o.p.sizes.values()))
         reqs = _binding(best.p, grid)
-    tried = tuple(_try(target, given, options, grid, runs, fails, outcomes, t) for t in tries)
+    tried = tuple(_try(target, given, options, grid, runs, fails, outcomes, t, rules) for t in tries)
     notes = []
     unknown = [o for o in outcomes if o.verdict == "unknown"]
     if unknown:
@@ -373,7 +409,7 @@ def sizes_report(target: Target, given: Inputs, options: Any, tries: Sequence[di
                      "they are neither claimed to run nor to fail")
     return SizesReport(target.label, tuple(inputs_text), tuple(names), limits, tuple(boxes(runs, names, limits)),
                        {n: describe_values(_projection(runs, i), n, limits[n]) for i, n in enumerate(names)},
-                       least, tuple(rules.values()), reqs, tried, round(decided, 4), len(outcomes), tuple(notes))
+                       least, rules, reqs, tried, round(decided, 4), len(outcomes), tuple(notes))
 
 
 def _binding(p: Pass, grid: Grid) -> tuple[Requirement, ...]:
@@ -395,7 +431,8 @@ def _binding(p: Pass, grid: Grid) -> tuple[Requirement, ...]:
 
 
 def _try(target: Target, given: Inputs, options: Any, grid: Grid, runs: torch.Tensor, fails: torch.Tensor,
-         outcomes: list[Outcome], sizes: dict[str, int]) -> Tried:
+         outcomes: list[Outcome], sizes: dict[str, int], rules: Sequence[FailRule]) -> Tried:
+    """One size of ``--try``: a concrete forward pass says whether it runs; the passes say why not."""
     at = grid.index(sizes)
     predicted = None if at is None else (True if bool(runs[at]) else False if bool(fails[at]) else None)
     ran = target.concrete(concrete(given, sizes), _quiet(options))
@@ -403,13 +440,11 @@ def _try(target: Target, given: Inputs, options: Any, grid: Grid, runs: torch.Te
     if error is None:
         return Tried(dict(sizes), True, predicted, None, None, None)
     reason = error.summary
-    layer, source = error.module, error.source
-    if at is not None:
-        for o in outcomes:
-            if o.verdict == "fails" and bool(o.mask[at]):
-                needs, _, layer_, source_ = _needs(o.p)
-                if needs:
-                    reason = f"{reason} (needs {needs})"
-                layer, source = layer_ or layer, source_ or source
-                break
+    layer = f"{error.module} ({error.layer_type})" if error.module is not None else None
+    source = error.source
+    for rule in rules:
+        if rule.needs and rule.layer == layer and not symexpr.evaluate(rule.needs, sizes):
+            reason = f"{reason} (needs {rule.needs})"
+            layer, source = rule.layer or layer, rule.source or source
+            break
     return Tried(dict(sizes), False, predicted, reason, layer, source)

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import logging
 import re
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -494,19 +496,41 @@ def _sizes_text(sizes: dict[str, int]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sizes.items())
 
 
-def trace_module_symbolic(model: nn.Module, given: Inputs, options: Any, label: str, notes: Sequence[str]) -> Any:
-    """A built module (the library's, or an instance in a file), traced with symbolic sizes; never changed."""
+def module_target(model: nn.Module, label: str, notes: Sequence[str]) -> Target:
+    """A built module (the library's, or an instance in a file): its shape-only copies are made per pass."""
     from .run import trace_module
 
-    target = Target(model, label, lambda g, o: trace_module(model, g, o, label, notes))
-    return trace_symbolic(target, given, options, notes)
+    return Target(model, label, lambda g, o: trace_module(model, g, o, label, notes))
+
+
+def source_target(source: Any) -> tuple[Target, list[str]]:
+    """A model to build (class or factory): built once on meta (no weights) for the symbolic passes; a small
+    one is built once more on the cpu (its own init, seeded) for the concrete passes that check failures."""
+    from .run import SMALL_MODEL_BYTES, _seeded, state_bytes, trace_module, trace_source
+
+    if source.is_instance:
+        return module_target(source.obj, source.label, source.notes), []
+    model, how = source.build_meta_or_cpu()
+    built: list[nn.Module] = []
+
+    def run_concrete(g: Inputs, o: Any) -> Any:
+        if o.device != "auto" or state_bytes(model) > SMALL_MODEL_BYTES:
+            return trace_source(source, g, o)
+        if not built:
+            with _seeded(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
+                built.append(source.build("cpu"))
+        return trace_module(built[0], g, o, source.label)
+
+    return Target(model, source.label, run_concrete), [how] if how else []
+
+
+def trace_module_symbolic(model: nn.Module, given: Inputs, options: Any, label: str, notes: Sequence[str]) -> Any:
+    """A built module traced with symbolic sizes; never changed."""
+    return trace_symbolic(module_target(model, label, notes), given, options, notes)
 
 
 def trace_source_symbolic(source: Any, given: Inputs, options: Any, notes: Sequence[str]) -> Any:
-    """A model to build (class or factory), traced with symbolic sizes: built once on meta (no weights)."""
-    from .run import trace_source
-
-    model, how = source.build_meta_or_cpu()
-    notes = [*notes, *([how] if how else [])]
-    target = Target(model, source.label, lambda g, o: trace_source(source, g, o))
-    return trace_symbolic(target, given, options, notes)
+    """A model to build, traced with symbolic sizes."""
+    target, more = source_target(source)
+    return trace_symbolic(target, given, options, [*notes, *more])
