@@ -549,6 +549,67 @@ def fc_size(
     _exit_for_weights(checked)
 
 
+@app.command(cls=_Command, short_help="Which input sizes the model accepts, and why the others fail.")
+@_command
+def sizes(
+    model: ModelArg,
+    inputs: InputOpt = None,  # type: ignore[assignment]
+    args: ArgOpt = None,  # type: ignore[assignment]
+    tries: Annotated[str | None, typer.Option(
+        "--try", "-t", metavar="SIZES", show_default=False,
+        help="Sizes to check with a real forward pass, comma-separated: one number for every symbolic size "
+             "(224) or one per size in order (224x256).")] = None,
+    limit: Annotated[int | None, typer.Option(
+        "--limit", min=1, show_default=False,
+        help="Check each size from 1 to this (default: 512 for one or two sizes, fewer for more).")] = None,
+    passes: Annotated[int, typer.Option(
+        "--passes", min=1, help="Symbolic passes to spend at most (each decides a region of sizes).")] = 24,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+    device: DeviceOpt = "auto",
+    config: ConfigOpt = None,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    ascii_only: AsciiOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Which input sizes the model accepts: give sizes as names (--input 1x3xHxW).
+
+    The smallest sizes that run, the exact set (divisible by 16, 28..31), and for the others the layer and
+    line that rejects them, from the guards torch records in symbolic passes."""
+    chosen = _format(fmt, output, (Format.table, Format.json))
+    specs = parse_inputs(inputs or [])
+    dev = parse_device(device)
+    from .symbolic import names_in
+
+    names = names_in(specs)
+    if not names:
+        from .errors import InputSpecError
+
+        raise InputSpecError("sizes needs at least one size given as a name in --input, e.g. --input 1x3xHxW "
+                             "or --input Bx128:int64 (a name stands for a size that may vary)")
+    from .sizes import parse_tries
+
+    wanted = parse_tries(tries, names)
+    with _model_session(model, args, timeout, config) as source:
+        from .run import RunOptions
+        from .sizes import sizes_report
+        from .symbolic import source_target
+
+        target, _ = source_target(source)
+        report = sizes_report(target, specs, RunOptions(device=dev, timeout=timeout or None), wanted, limit,
+                              passes, tuple(inputs or []))
+    if chosen is Format.json:
+        from .render.json import to_json
+
+        _emit(to_json(report), chosen, ascii_only, output)
+    else:
+        from .render.sizes import sizes_text
+
+        _emit(sizes_text(report), chosen, ascii_only, output)
+    if any(not t.runs for t in report.tried):
+        raise typer.Exit(1)
+
+
 @app.command(cls=_Command, short_help="Your forward's source with each line's shape as a comment.")
 @_command
 def annotate(

@@ -28,6 +28,7 @@ from .symbolic import (
     _readable,
     attribute,
     concrete,
+    kernel_choice,
     names_in,
     requirements,
     run_pass,
@@ -98,6 +99,8 @@ class Grid:
             for expr, where in p.conditions():
                 if upto_row is not None and where.next_row > upto_row:
                     break
+                if kernel_choice(expr, where):
+                    continue
                 v = symexpr.on_grid(expr, values)
                 if isinstance(v, torch.Tensor):
                     m &= v.bool()
@@ -116,6 +119,14 @@ class Grid:
             axis = self.axes[n]
             total = total + ((axis - center[n]).abs() if kind == "nearest" and center else axis)
         return total
+
+    def spread(self, covered: torch.Tensor, generator: torch.Generator) -> dict[str, int] | None:
+        """An undecided point drawn at random (seeded: the same every run): far from the small sizes, where one
+        pass often decides a large region."""
+        open_ = (~covered).flatten().nonzero().flatten()
+        if not len(open_):
+            return None
+        return self.sizes_at(int(open_[int(torch.randint(len(open_), (1,), generator=generator))]))
 
     def pick(self, covered: torch.Tensor, score: torch.Tensor, want: torch.Tensor | None = None
              ) -> dict[str, int] | None:
@@ -375,7 +386,14 @@ def sizes_report(target: Target, given: Inputs, options: Any, tries: Sequence[di
     grid = Grid(names, limits)
     start = {n: min(DEFAULT_SAMPLE, limits[n]) for n in names}
     smallest = grid.score("smallest")
-    outcomes, _ = explore(target, given, options, grid, budget, start, lambda c: grid.pick(c, smallest))
+    generator = torch.Generator().manual_seed(0)
+    turn = [0]
+
+    def pick(covered: torch.Tensor) -> dict[str, int] | None:
+        turn[0] += 1  # the smallest undecided sizes, and sizes spread over the grid, in turn
+        return grid.pick(covered, smallest) if turn[0] % 2 else grid.spread(covered, generator)
+
+    outcomes, _ = explore(target, given, options, grid, budget, start, pick)
     runs = grid.empty()
     fails = grid.empty()
     for o in outcomes:
@@ -440,10 +458,10 @@ def _try(target: Target, given: Inputs, options: Any, grid: Grid, runs: torch.Te
     if error is None:
         return Tried(dict(sizes), True, predicted, None, None, None)
     reason = error.summary
-    layer = f"{error.module} ({error.layer_type})" if error.module is not None else None
+    layer = f"{error.module or 'model'} ({error.layer_type})" if error.module is not None else None
     source = error.source
     for rule in rules:
-        if rule.needs and rule.layer == layer and not symexpr.evaluate(rule.needs, sizes):
+        if rule.needs and (rule.layer == layer or rule.source == source) and not symexpr.evaluate(rule.needs, sizes):
             reason = f"{reason} (needs {rule.needs})"
             layer, source = rule.layer or layer, rule.source or source
             break

@@ -88,10 +88,29 @@ class Where:
     module_row: int | None  # the innermost module call in progress
     source: str | None  # the user's line
     in_your_code: bool  # the model's own Python compared a size (an if), not a torch op
+    in_conv_choice: bool = False  # made while torch's convolution picked a kernel (see kernel_choice)
+    batch: frozenset[Any] = frozenset()  # the symbols of that convolution's batch size
 
 
-_SYMBOLIC_INTERNALS = tuple(f"{TORCH_DIR}/{p}" for p in ("fx/experimental/", "__init__.py", "_guards.py"))
+_SYMBOLIC_INTERNALS = tuple(f"{TORCH_DIR}{p}" for p in ("fx/experimental/", "__init__.py", "_guards.py"))
 _USER: dict[str, bool] = {}
+_CONV_IMPL = "_subclasses/fake_impls.py"
+
+
+def kernel_choice(expr: Any, where: Where) -> bool:
+    """True for a guard that only chose which cpu convolution kernel runs: torch's fake convolution asks
+    ``_select_conv_backend``, which compares the input's size with fixed thresholds (``3 * H * W <= 20480``,
+    a batch size below 16). Every kernel computes the same shapes and runs on every size, so the choice splits
+    no set of sizes that run (the tests check it: every size ``sizes`` says runs is run concretely). The
+    convolution's real check, input at least the kernel's reach (``H >= 5``), is on the spatial sizes and
+    small numbers, and stays."""
+    if not where.in_conv_choice or not isinstance(expr, sympy.core.relational.Relational):
+        return False
+    if isinstance(expr, (sympy.Eq, sympy.Ne)):
+        return False
+    if any(side.is_number and abs(side) >= 1024 for side in (expr.lhs, expr.rhs)):
+        return True
+    return bool(expr.free_symbols) and expr.free_symbols <= where.batch
 
 
 def _user(filename: str) -> bool:
@@ -105,18 +124,25 @@ def _where_now() -> Where:
     rec = tracer_module.current
     frame = sys._getframe(2)
     first_other = None
+    conv = False
+    batch: frozenset[Any] = frozenset()
     source = None
     while frame is not None:
         name = frame.f_code.co_filename
         if first_other is None and not name.startswith(_SYMBOLIC_INTERNALS) and "/sympy/" not in name:
             first_other = name
+            conv = name.endswith(_CONV_IMPL) and frame.f_code.co_name == "conv"
+            if conv:
+                first = frame.f_locals.get("input_")
+                size = first.shape[0] if isinstance(first, torch.Tensor) and first.dim() else None
+                batch = frozenset(size.node.expr.free_symbols) if isinstance(size, torch.SymInt) else frozenset()
         if _user(name):
             source = place(name, frame.f_lineno)
             break
         frame = frame.f_back  # type: ignore[assignment]
     return Where(len(rec.rows) if rec is not None else 0,
                  rec.stack[-1].index if rec is not None and rec.stack else None, source,
-                 first_other is not None and _user(first_other))
+                 first_other is not None and _user(first_other), conv, batch)
 
 
 class _Guards(list):  # type: ignore[type-arg]

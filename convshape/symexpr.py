@@ -58,6 +58,15 @@ def _order(e: Any, names: Mapping[sympy.Symbol, str]) -> tuple[int, int, str]:
     return (1, first, str(e))
 
 
+def _divisibility(a: Any, b: Any) -> tuple[Any, int] | None:
+    """``(a, k)`` when ``b`` is ``k * (a // k)``."""
+    if isinstance(b, sympy.Mul) and len(b.args) == 2:
+        k, rest = b.as_coeff_Mul()
+        if k.is_Integer and isinstance(rest, _FLOORDIV) and rest.args[0] == a and rest.args[1] == k:
+            return a, int(k)
+    return None
+
+
 def _wrap(part: tuple[str, int], level: int, strict: bool = False) -> str:
     s, prec = part
     return f"({s})" if prec < level or (strict and prec == level) else s
@@ -118,6 +127,11 @@ def _text(e: Any, names: Mapping[sympy.Symbol, str]) -> tuple[str, int]:
             return f"{fn}({_text(e.args[0], names)[0]})", _ATOM
     if isinstance(e, sympy.Abs):
         return f"abs({_text(e.args[0], names)[0]})", _ATOM
+    if isinstance(e, (sympy.Eq, sympy.Ne)):
+        divides = _divisibility(e.lhs, e.rhs) or _divisibility(e.rhs, e.lhs)
+        if divides is not None:  # x == 16 * (x // 16) reads better as x % 16 == 0
+            a, k = divides
+            return f"{_wrap(_text(a, names), _MUL)} % {k} {'==' if isinstance(e, sympy.Eq) else '!='} 0", _REL
     for kind, op in _RELATIONS.items():
         if isinstance(e, kind):
             return f"{_wrap(_text(e.lhs, names), _ADD)} {op} {_wrap(_text(e.rhs, names), _ADD)}", _REL
