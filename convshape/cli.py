@@ -521,9 +521,12 @@ def fc_size(
     from .checkpoint import is_checkpoint_path
 
     chosen = _format(fmt, output, _REPORT_FORMATS)
-    checked, exception = None, None
+    checked, exception, report = None, None, None
     if is_checkpoint_path(model):  # a saved program (.pt2): its graph's shapes
         traced = _program(model, inputs, weights, layer_shapes=True)
+    elif _symbolic(inputs):  # sizes as names: formulas, and the sizes each declared in_features fits
+        with _progress(chosen):
+            traced, exception, report = _fc_symbolic(model, inputs, args, device, timeout, config)
     else:
         # a model failing elsewhere than a Linear still reports the Linear layers reached before it
         with _progress(chosen):
@@ -531,7 +534,7 @@ def fc_size(
             checked = _weights(source, weights, trust_pickle, traced)
     from .fc import fc_report
 
-    report = fc_report(traced)
+    report = fc_report(traced) if report is None else report
     if layer is not None:
         names = [c.name for c in report.layers]
         if layer not in names:
@@ -608,6 +611,29 @@ def sizes(
         _emit(sizes_text(report), chosen, ascii_only, output)
     if any(not t.runs for t in report.tried):
         raise typer.Exit(1)
+
+
+def _symbolic(inputs: list[str] | None) -> bool:
+    from .symbolic import has_symbols
+
+    return has_symbols(parse_inputs(inputs or []))
+
+
+def _fc_symbolic(model: str, inputs: list[str] | None, args: list[str] | None, device: str, timeout: float,
+                 config: str | None) -> tuple[Trace, BaseException | None, Any]:
+    """fc-size with sizes as names: a symbolic trace, then each Linear's formula and the sizes it fits."""
+    specs = parse_inputs(inputs or [])
+    dev = parse_device(device)
+    with _model_session(model, args, timeout, config) as source:
+        from .fc import fc_report
+        from .fcsym import with_formulas
+        from .run import RunOptions
+        from .symbolic import source_target, trace_symbolic
+
+        target, more = source_target(source)
+        options = RunOptions(device=dev, timeout=timeout or None, repair_linear=True)
+        traced, exception = trace_symbolic(target, specs, options, [*source.notes, *more])
+        return traced, exception, with_formulas(fc_report(traced), target, specs, options)
 
 
 @app.command(cls=_Command, short_help="Your forward's source with each line's shape as a comment.")

@@ -307,6 +307,12 @@ class LinearCheck:
     fix: str | None
     produced_by: str | None = None  # the op or layer whose output this Linear receives
     produced_at: str | None = None
+    # with symbolic sizes (--input Bx1xHxW): in_features as a formula, the sizes where the declared value holds
+    # (boxes: {"H": "28..31", "W": "28..31"}), that in words, and what to write to take any size
+    required_formula: str | None = None
+    fits: tuple[dict[str, str], ...] | None = None
+    fits_text: str | None = None
+    suggestions: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         d = _lists(asdict(self))

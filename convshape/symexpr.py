@@ -159,6 +159,26 @@ def evaluate(formula: str, sizes: Mapping[str, int]) -> Any:
     return eval(formula, {"__builtins__": {}}, {**_NAMESPACE, **sizes})
 
 
+def _tensor_max(*xs: Any) -> Any:
+    out = xs[0]
+    for x in xs[1:]:
+        out = torch.maximum(torch.as_tensor(out), torch.as_tensor(x))
+    return out
+
+
+def _tensor_min(*xs: Any) -> Any:
+    out = xs[0]
+    for x in xs[1:]:
+        out = torch.minimum(torch.as_tensor(out), torch.as_tensor(x))
+    return out
+
+
+def evaluate_on_grid(formula: str, axes: Mapping[str, torch.Tensor]) -> Any:
+    """A printed size formula (no ``and``/``or``) at every point of a grid of sizes (int64 tensors)."""
+    space = {**_NAMESPACE, "max": _tensor_max, "min": _tensor_min, **axes}
+    return eval(formula, {"__builtins__": {}}, space)  # our own printed formulas, no builtins
+
+
 # -- whole grids of sizes at once ----------------------------------------------------------------------------
 
 def on_grid(e: Any, values: Mapping[sympy.Symbol, torch.Tensor]) -> Any:

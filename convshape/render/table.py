@@ -230,8 +230,15 @@ def fc_table(report: FcReport, width: int | None = None) -> Text:
     text = fit_grid(*fc_grid(report), width)
     prose = Text()
     wrong = [c for c in report.layers if not c.ok]
+    symbolic = [c for c in report.layers if c.fits_text]
     if not report.layers:
         prose.append("\nno nn.Linear was reached in the forward pass\n")
+    elif symbolic:  # sizes as names: which sizes each declared in_features fits, and how to take any size
+        for c in symbolic:
+            prose.append(f"\n{c.fits_text}\n", style="bold")
+            prose.append(f"  {c.name} receives in_features = {c.required_formula}\n")
+            for idea in c.suggestions:
+                prose.append(f"  any size: {idea}\n", style="dim")
     elif wrong:
         prose.append("\n" + "\n".join(f"fix: {c.name} = {c.fix}" for c in wrong) + "\n", style="bold")
     else:
