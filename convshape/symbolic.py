@@ -28,7 +28,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import sympy
+import sympy  # type: ignore[import-untyped]
 import torch
 from torch import nn
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
@@ -145,7 +145,7 @@ def _where_now() -> Where:
                  first_other is not None and _user(first_other), conv, batch)
 
 
-class _Guards(list):  # type: ignore[type-arg]
+class _Guards(list[Any]):
     """The ShapeEnv's guard list, noting who made each guard and when a size became a plain number."""
 
     def __init__(self, env: Any, symbols: dict[sympy.Symbol, str]) -> None:

@@ -13,7 +13,7 @@ import operator
 from collections.abc import Mapping
 from typing import Any
 
-import sympy
+import sympy  # type: ignore[import-untyped]
 import torch
 from torch.utils._sympy import functions as tf
 
@@ -23,7 +23,7 @@ _COMPARE = {sympy.Eq: operator.eq, sympy.Ne: operator.ne, sympy.Lt: operator.lt,
             sympy.Gt: operator.gt, sympy.Ge: operator.ge}
 _FLOORDIV = (tf.FloorDiv, tf.CleanDiv)
 _MOD = (tf.PythonMod, tf.Mod, sympy.Mod)
-_CALLS = {tf.ToFloat: "float", tf.TruncToInt: "int", tf.FloorToInt: "floor", tf.CeilToInt: "ceil",
+_CALLS: dict[Any, str] = {tf.ToFloat: "float", tf.TruncToInt: "int", tf.FloorToInt: "floor", tf.CeilToInt: "ceil",
           tf.TruncToFloat: "trunc"}
 
 
@@ -122,9 +122,9 @@ def _text(e: Any, names: Mapping[sympy.Symbol, str]) -> tuple[str, int]:
     if isinstance(e, (tf.Max, sympy.Max, tf.Min, sympy.Min)):
         fn = "max" if isinstance(e, (tf.Max, sympy.Max)) else "min"
         return f"{fn}({', '.join(_text(a, names)[0] for a in e.args)})", _ATOM
-    for kind, fn in _CALLS.items():
-        if isinstance(e, kind):
-            return f"{fn}({_text(e.args[0], names)[0]})", _ATOM
+    call = _CALLS.get(type(e))
+    if call is not None:
+        return f"{call}({_text(e.args[0], names)[0]})", _ATOM
     if isinstance(e, sympy.Abs):
         return f"abs({_text(e.args[0], names)[0]})", _ATOM
     if isinstance(e, (sympy.Eq, sympy.Ne)):
@@ -240,9 +240,9 @@ def on_grid(e: Any, values: Mapping[sympy.Symbol, torch.Tensor]) -> Any:
     if isinstance(e, (tf.TruncToInt, tf.FloorToInt, tf.CeilToInt)):
         x = on_grid(e.args[0], values)
         if not isinstance(x, torch.Tensor):
-            fn = {tf.TruncToInt: math.trunc, tf.FloorToInt: math.floor, tf.CeilToInt: math.ceil}[type(e)]
+            fn: Any = {tf.TruncToInt: math.trunc, tf.FloorToInt: math.floor, tf.CeilToInt: math.ceil}[type(e)]
             return fn(x)
-        op = {tf.TruncToInt: torch.trunc, tf.FloorToInt: torch.floor, tf.CeilToInt: torch.ceil}[type(e)]
+        op: Any = {tf.TruncToInt: torch.trunc, tf.FloorToInt: torch.floor, tf.CeilToInt: torch.ceil}[type(e)]
         return op(x.double()).long()
     if isinstance(e, sympy.Abs):
         x = on_grid(e.args[0], values)
