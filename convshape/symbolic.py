@@ -42,7 +42,7 @@ from .inputlang import Inputs
 from .inputs import leaves, map_leaves, plain_values
 from .isolation import _unique_tensors, guarded
 from .params import totals_of
-from .paths import TORCH_DIR, is_user_file
+from .paths import TORCH_DIR, is_user_file, user_frame_summary
 from .records import Row, TensorInfo, Trace
 from .spec import InputSpec, Value
 from .symbolic_records import Requirement, SizeExpr, Symbols, SymbolStop
@@ -296,6 +296,21 @@ def _quiet_logs() -> Iterator[None]:
 
 # -- from a pass to records ----------------------------------------------------------------------------------
 
+def _unify(p: Pass) -> dict[Any, Any]:
+    """The equalities among the sizes that the pass learned (``W`` is ``H``), each written in terms of the
+    size the inputs name first: ``{W: H}``, never ``{H: W}``."""
+    order = list(p.symbols)
+    out: dict[Any, Any] = {}
+    for s, r in p.env.replacements.items():
+        if s not in p.symbols or r.is_number:
+            continue
+        if isinstance(r, sympy.Symbol) and r in p.symbols and order.index(r) > order.index(s):
+            out[r] = s  # H -> W becomes W -> H: the name given first stays
+        else:
+            out[s] = r
+    return out
+
+
 class Sizer:
     """Turns a pass's SymInts into numbers that print as formulas (:class:`SizeExpr`)."""
 
@@ -303,15 +318,15 @@ class Sizer:
         self.p = p
         self.hints = {sym: sympy.Integer(p.sizes[name]) for sym, name in p.symbols.items()}
         self.simplify = simplify  # False once a size became a plain number: its value must not leak backwards
-        self.unify = {s: r for s, r in p.env.replacements.items() if s in p.symbols and not r.is_number}
+        self.unify = _unify(p)
 
     def expression(self, v: Any) -> Any:
         """The sympy expression of a SymInt, with the equalities the pass learned applied."""
         e = v.node._expr if self.simplify is False else v.node.expr
-        e = e.xreplace(self.unify)
         if self.simplify:
             with contextlib.suppress(Exception):  # simplification is cosmetic: the raw expression is as true
                 e = self.p.env.simplify(e)
+        e = e.xreplace(self.unify)
         return e
 
     def size(self, v: Any) -> Any:
@@ -382,7 +397,7 @@ def requirements(p: Pass) -> tuple[Requirement, ...]:
     seen: set[str] = set()
     for expr, where in p.conditions():
         names = tuple(sorted({p.symbols[s] for s in expr.free_symbols if s in p.symbols}))
-        if not names:
+        if not names or kernel_choice(expr, where):  # a kernel choice changes no shape
             continue
         try:
             condition = symexpr.text(expr, p.symbols)
@@ -442,14 +457,24 @@ def overlay(concrete_trace: Trace, p: Pass, stop_row: int, reason: str) -> Trace
         if (sym.kind, sym.name, sym.op) != (real.kind, real.name, real.op):
             break
         made = sizer.row(sym, True)
-        if made.input_shapes != real.input_shapes or made.output_shapes != real.output_shapes:
+        if made.input_shapes != real.input_shapes:
+            break
+        if not sym.output_shapes and real.output_shapes:  # a module still open when symbols stopped: inputs only
+            rows[i] = real._replace(input_shapes=made.input_shapes)
+            exact = i + 1
+            continue
+        if made.output_shapes != real.output_shapes:
             break
         rows[i] = real._replace(input_shapes=made.input_shapes, output_shapes=made.output_shapes,
                                 flops=made.flops if made.flops == real.flops else real.flops,
                                 macs=made.macs if made.macs == real.macs else real.macs)
         exact = i + 1
     where = p.rows[stop_row] if stop_row < len(p.rows) else None
-    stop = SymbolStop(stop_row, row_label(p.rows, stop_row), where.source if where else None, reason)
+    line = None
+    if p.stop is not None:
+        frame = user_frame_summary(p.stop.exception)
+        line = place(frame.filename, frame.lineno) if frame is not None else None
+    stop = SymbolStop(stop_row, row_label(p.rows, stop_row), where.source if where else line, reason)
     inputs = tuple(TensorInfo(sizer.shape(i.shape), i.dtype, i.name) for i in p.inputs)
     symbols = Symbols(tuple(p.sizes), dict(p.sizes), exact, stop, {}, requirements(p))
     return replace(concrete_trace, rows=tuple(rows), inputs=inputs, symbols=symbols)
@@ -496,12 +521,14 @@ def trace_symbolic(target: Target, given: Inputs, options: Any, notes: Sequence[
     if not first.ok:
         truth = target.concrete(concrete(given, sizes), options)
         if _limitation(first, truth):
-            row = first.stop_row()
-            exc = first.stop.exception if first.stop else None
-            reason = (f"symbols cannot follow this op ({type(exc).__name__}: "
-                      f"{_readable(safe_str(exc), first.symbols).splitlines()[0][:160] if exc else ''}); "
-                      f"the rows from here on are a concrete trace at {_sizes_text(sizes)}")
-            trace = overlay(truth.trace, first, row if row is not None else len(first.rows), reason)
+            stop = first.stop
+            exc = stop.exception if stop is not None else None
+            # a failing direct call is the row; else (a Python comparison on a value) every row made so far ran
+            row = stop.function_row if stop is not None and stop.function_row is not None else len(first.rows)
+            said = _readable(safe_str(exc), first.symbols).splitlines()[0].split(" (")[0][:160] if exc else ""
+            reason = (f"symbols cannot follow here ({type(exc).__name__}: {said}); the rows from here on are a "
+                      f"concrete trace at {_sizes_text(sizes)}")
+            trace = overlay(truth.trace, first, row, reason)
             return Ran(trace, truth.exception)
         from .sizes import nearest_running
 

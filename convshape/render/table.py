@@ -47,6 +47,11 @@ def symbols_text(trace: Trace, text: Text) -> None:
         text.append(f"{sym.sample_note}\n", style="dim")
     for name, formula in (sym.equal or {}).items():
         text.append(f"the model needs {name} = {formula}\n", style="yellow")
+    own = [r for r in sym.requirements if r.in_your_code]
+    if own:  # an if on a size in the model's code: other sizes take another path, with other formulas
+        conditions = "; ".join(f"{r.condition}" + (f" ({r.source})" if r.source else "") for r in own[:6])
+        text.append(f"the formulas hold where {conditions}: your code decides on these sizes there, and other "
+                    "sizes take another path (trace with such a size to see it)\n", style="yellow")
     if sym.stop is not None:
         where = ", ".join(x for x in (sym.stop.layer, sym.stop.source) if x)
         text.append(f"symbols stop at row {sym.stop.row}{f' ({where})' if where else ''}: {sym.stop.reason}\n",
