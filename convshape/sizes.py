@@ -321,22 +321,27 @@ def _rules(failed: list[Outcome], grid: Grid, runs: torch.Tensor, label: str) ->
         failing = grid.empty()
         for o, *_ in items:
             failing |= o.mask
-        best = None
-        for o, needs, expr, _row in sorted(items, key=lambda x: (len(x[1]) == 0, len(x[1]))):
-            if expr is None:
+        # the fewest conditions that every size that runs meets and that together exclude every size that fails
+        # here (a greedy cover); each candidate is one failing pass's own reason
+        candidates: dict[str, torch.Tensor] = {}
+        for o, needs, expr, _row in items:
+            if expr is None or needs in candidates:
                 continue
             try:
-                holds = grid.holds(expr, o.p)
+                candidates[needs] = grid.holds(expr, o.p)
             except (symexpr.Unsupported, TypeError, ValueError, RuntimeError):
                 continue
-            if not bool((holds & failing).any()):
-                best = needs
+        remaining = failing.clone()
+        chosen: list[str] = []
+        while bool(remaining.any()) and candidates:
+            text = max(candidates, key=lambda t: (int((remaining & ~candidates[t]).sum()), -len(t)))
+            if not bool((remaining & ~candidates[text]).any()):
                 break
-        if best is None:
-            best = min((x[1] for x in items if x[1]), key=len, default="")
+            chosen.append(text)
+            remaining &= candidates.pop(text)
         first = min(items, key=lambda x: sum(x[0].p.sizes.values()))
-        out.append(FailRule(best, layer, source, first[3], _readable(_summary(first[0], label), first[0].p.symbols),
-                            dict(first[0].p.sizes)))
+        out.append(FailRule(" and ".join(chosen), layer, source, first[3],
+                            _readable(_summary(first[0], label), first[0].p.symbols), dict(first[0].p.sizes)))
     return tuple(out)
 
 
@@ -389,9 +394,13 @@ def sizes_report(target: Target, given: Inputs, options: Any, tries: Sequence[di
     generator = torch.Generator().manual_seed(0)
     turn = [0]
 
+    nearest = grid.score("nearest", start)
+
     def pick(covered: torch.Tensor) -> dict[str, int] | None:
-        turn[0] += 1  # the smallest undecided sizes, and sizes spread over the grid, in turn
-        return grid.pick(covered, smallest) if turn[0] % 2 else grid.spread(covered, generator)
+        turn[0] += 1  # in turn: the undecided sizes nearest the first ones, the smallest, and spread over the grid
+        if turn[0] % 3 == 1:
+            return grid.pick(covered, nearest)
+        return grid.pick(covered, smallest) if turn[0] % 3 == 2 else grid.spread(covered, generator)
 
     outcomes, _ = explore(target, given, options, grid, budget, start, pick)
     runs = grid.empty()

@@ -414,12 +414,16 @@ def requirements(p: Pass) -> tuple[Requirement, ...]:
 def _stopped_at_fixed(p: Pass) -> SymbolStop | None:
     if not p.guards.fixed:
         return None
-    name, (value, where) = min(p.guards.fixed.items(), key=lambda kv: kv[1][1].next_row)
+    first = min(where.next_row for _, where in p.guards.fixed.values())
+    fixed = {n: v for n, (v, where) in p.guards.fixed.items() if where.next_row == first}
+    where = next(w for _, w in p.guards.fixed.values() if w.next_row == first)
     row, layer, source = attribute(p.rows, where)
+    names = ", ".join(fixed)
+    values = ", ".join(f"{n} = {v}" for n, v in fixed.items())
     return SymbolStop(row if row is not None else where.next_row, layer, source,
-                      f"{name} became the plain number {value} here (int(), range(), a Python size or a "
-                      "check that only one size passes): the shapes from this row on hold for "
-                      f"{name} = {value} only")
+                      f"{names} became {'a plain number' if len(fixed) == 1 else 'plain numbers'} here (int(), "
+                      "range(), a size computed in Python floats, or a check only one size passes): the shapes "
+                      f"from this row on hold for {values} only")
 
 
 def to_trace(p: Pass, label: str, totals: Any, options: Any, given: Inputs, notes: Sequence[str],

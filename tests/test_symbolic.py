@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from torch import nn
 from typer.testing import CliRunner
@@ -58,6 +58,7 @@ def valid_sizes(trace: Trace, candidates: dict[str, list[int]], rng: random.Rand
     names = trace.symbols.names
     pool = [dict(zip(names, values, strict=True)) for values in itertools.product(*(candidates[n] for n in names))]
     rng.shuffle(pool)
+    pool.append(dict(trace.symbols.sample))  # the sample sizes are always on the path (a size fixed there: only)
     out = []
     for sizes in pool:
         if on_path(trace, sizes):
@@ -177,14 +178,18 @@ def stacks(draw: Any) -> tuple[nn.Module, list[str]]:
     return Stack(layers, head).eval(), [spec]
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(stacks(), st.randoms(use_true_random=False))
-def test_random_stacks_formulas_equal_concrete_runs(made: tuple[nn.Module, list[str]], rng: random.Random) -> None:
+@settings(max_examples=10, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.large_base_example])
+@given(stacks(), st.integers(0, 2**16))
+def test_random_stacks_formulas_equal_concrete_runs(made: tuple[nn.Module, list[str]], seed: int) -> None:
+    rng = random.Random(seed)
     torch.manual_seed(0)
     model, (spec,) = made
     trace = symbolic_trace(model, spec, costs=True)
     if trace.error is not None:  # no sample size runs this stack: nothing to compare
+        event("no sample size runs")
         return
+    event("symbols stop" if trace.symbols and trace.symbols.stop else "formulas all the way")
     assert trace.symbols is not None
     sizes_list = valid_sizes(trace, {"B": [1, 2, 3], "H": list(range(1, 90)), "W": list(range(1, 90))}, rng, 3)
     assert sizes_list, "the sample sizes themselves are on the path"
@@ -197,7 +202,7 @@ def test_a_wrong_formula_fails_the_comparison() -> None:
     model = Stack([nn.Conv2d(3, 4, 3)], None).eval()
     trace = symbolic_trace(model, "1x3xHxW")
     row = trace.module_rows()[-1]
-    bad = row.output_shapes[0][:2] + (SizeExpr(row.output_shapes[0][2], "H - 1"),) + row.output_shapes[0][3:]
+    bad = (*row.output_shapes[0][:2], SizeExpr(row.output_shapes[0][2], "H - 1"), *row.output_shapes[0][3:])
     broken = trace.rows[row.index]._replace(output_shapes=(bad,))
     rows = list(trace.rows)
     rows[row.index] = broken
@@ -250,7 +255,7 @@ def test_macs_are_formulas_that_equal_the_counts_at_each_size() -> None:
             flop_counter_total(mnist, torch.zeros(b, 1, h, w))
     llama = load_file(EXAMPLES / "llama.py").llama_tiny().eval()
     trace = symbolic_trace(llama, "1xS:int64", costs=True)
-    assert isinstance(trace.macs, SizeExpr) and "S ** 2" in trace.macs.expr or "S * (S" in trace.macs.expr
+    assert isinstance(trace.macs, SizeExpr) and ("S ** 2" in trace.macs.expr or "S * (S" in trace.macs.expr)
     for s in (5, 17):
         concrete = trace_module(llama, [f"1x{s}:int64"], RunOptions(costs=True)).trace
         assert symexpr.evaluate(trace.macs.expr, {"S": s}) == concrete.macs  # type: ignore[union-attr]
@@ -339,9 +344,10 @@ def test_sizes_claims_hold_in_torch(file: str, name: str, spec: str, limit: int)
         said = [b for b in report.runs if all(_in(sizes[n], text) for n, text in b.items())]
         if said:
             assert runs(model, *[sizes.get(str(d), d) for d in shape]), sizes  # type: ignore[misc]
-    if name == "UNet":
-        assert report.each["H"].startswith("16, 32") and "H % 16 == 0" in report.each["H"]
-        assert report.smallest == {"H": 16, "W": 16}
+    if name == "UNet":  # the U-Net's four poolings and cats: only multiples of 16 run
+        claimed = [h for h in range(1, limit + 1) if _in(h, report.each["H"])]
+        assert claimed and all(h % 16 == 0 for h in claimed), report.each
+        assert any("% 16 == 0" in rule.needs for rule in report.fails), report.fails
 
 
 def _in(value: int, text: str) -> bool:
@@ -369,7 +375,7 @@ def test_sizes_cli_try_says_which_run_and_why_not() -> None:
     assert result.exit_code == 1, result.output  # one tried size fails
     out = result.output
     assert "✓ H=32, W=32 runs" in out and "✓ H=48, W=64 runs" in out
-    assert "✗ H=40, W=40 fails" in out and "torch.cat" in out and "H % 16 == 0" in out
+    assert "✗ H=40, W=40 fails" in out and "torch.cat" in out and "% 16 == 0" in out
     model = load_file(EXAMPLES / "unet.py").UNet().eval()
     assert runs(model, 1, 3, 48, 64) and not runs(model, 1, 3, 40, 40)
 
@@ -394,7 +400,7 @@ def test_a_size_made_a_python_number_stops_the_formulas_there() -> None:
     model = load_file(ASSETS / "symbolic.py").FixedByInt().eval()
     trace = symbolic_trace(model, "2xNx4")
     sym = trace.symbols
-    assert sym is not None and sym.stop is not None and "N became the plain number 32" in sym.stop.reason
+    assert sym is not None and sym.stop is not None and "N became a plain number here" in sym.stop.reason
     assert sym.stop.source == "symbolic.py:29"
     later = trace.rows[sym.exact_rows:]
     assert later and all(not isinstance(d, SizeExpr) for r in later for s in r.output_shapes for d in s)
