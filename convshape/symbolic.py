@@ -539,10 +539,10 @@ def trace_symbolic(target: Target, given: Inputs, options: Any, notes: Sequence[
         found = nearest_running(target.model, given, first, options, SAMPLE_TRIES)
         if found is not None:
             chosen = run_pass(target.model, given, found.sizes, options)  # the search counted no MACs
-            row = first.stop_row()
-            why = first.rows[row] if row is not None and row < len(first.rows) else None
+            failed_at = first.stop_row()
+            why = first.rows[failed_at] if failed_at is not None and failed_at < len(first.rows) else None
             sample_note = (f"sample sizes {_sizes_text(found.sizes)}: at {_sizes_text(sizes)} the model fails"
-                           + (f" at {row_label(first.rows, row)}" if why is not None else "")
+                           + (f" at {row_label(first.rows, failed_at)}" if why is not None else "")
                            + (f" ({why.source})" if why is not None and why.source else "")
                            + "; `convshape sizes` tells which sizes run")
     trace = to_trace(chosen, target.label, totals, options, given, notes, sample_note)
