@@ -10,6 +10,7 @@ own sizes. Claims are made only for decided sizes: never "runs" for a size no pa
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -153,7 +154,8 @@ def _quiet(options: Any) -> Any:
 
 def explore(target: Target, given: Inputs, options: Any, grid: Grid, budget: int, start: dict[str, int],
             pick: Callable[[torch.Tensor], dict[str, int] | None], verify: bool = True,
-            done: Callable[[Outcome], bool] | None = None) -> tuple[list[Outcome], torch.Tensor]:
+            done: Callable[[Outcome], bool] | None = None, seen: Callable[[Outcome], None] | None = None
+            ) -> tuple[list[Outcome], torch.Tensor]:
     """Passes at ``start``, then at whatever ``pick`` chooses among the sizes not yet decided."""
     outcomes: list[Outcome] = []
     covered = grid.empty()
@@ -173,6 +175,8 @@ def explore(target: Target, given: Inputs, options: Any, grid: Grid, budget: int
         covered |= mask
         outcome = Outcome(p, verdict, mask, truth)
         outcomes.append(outcome)
+        if seen is not None:
+            seen(outcome)
         if done is not None and done(outcome):
             break
         sizes = pick(covered)
@@ -395,14 +399,27 @@ def sizes_report(target: Target, given: Inputs, options: Any, tries: Sequence[di
     turn = [0]
 
     nearest = grid.score("nearest", start)
+    running = grid.empty()
+    promising = torch.ones(grid.shape, dtype=torch.bool)  # undecided sizes that meet every reason seen to fail
+
+    def learn(o: Outcome) -> None:
+        if o.verdict == "runs":
+            running.__ior__(o.mask)
+        elif o.verdict == "fails":
+            expr = _needs(o.p, grid, running)[4]
+            if expr is not None:
+                with contextlib.suppress(symexpr.Unsupported, TypeError, ValueError, RuntimeError):
+                    promising.__iand__(grid.holds(expr, o.p))
 
     def pick(covered: torch.Tensor) -> dict[str, int] | None:
         turn[0] += 1  # in turn: the undecided sizes nearest the first ones, the smallest, and spread over the grid
         if turn[0] % 3 == 1:
-            return grid.pick(covered, nearest)
-        return grid.pick(covered, smallest) if turn[0] % 3 == 2 else grid.spread(covered, generator)
+            return grid.pick(covered, nearest, promising) or grid.pick(covered, nearest)
+        if turn[0] % 3 == 2:
+            return grid.pick(covered, smallest, promising) or grid.pick(covered, smallest)
+        return grid.spread(covered, generator)
 
-    outcomes, _ = explore(target, given, options, grid, budget, start, pick)
+    outcomes, _ = explore(target, given, options, grid, budget, start, pick, seen=learn)
     runs = grid.empty()
     fails = grid.empty()
     for o in outcomes:

@@ -338,13 +338,17 @@ class Sizer:
             return int(v.node.hint) if v.node.hint is not None else 0
         if e.is_number:
             return int(e)
-        try:
-            text = symexpr.readable(e, self.p.symbols)
-        except symexpr.Unsupported:
+        texts = []
+        for form in (e, v.node._expr.xreplace(self.unify)):  # simplified, and as torch built it (a sum of terms)
+            try:
+                text = symexpr.readable(form, self.p.symbols)
+            except symexpr.Unsupported:
+                continue
+            if symexpr.evaluate(text, self.p.sizes) == int(value):  # never a formula wrong at the sample
+                texts.append(text)
+        if not texts:
             return int(value)
-        if symexpr.evaluate(text, self.p.sizes) != int(value):  # never a formula that is wrong at the sample
-            return int(value)
-        return SizeExpr(int(value), text)
+        return SizeExpr(int(value), min(texts, key=len))
 
     def shape(self, s: Any) -> tuple[Any, ...]:
         return tuple(self.size(d) for d in s)

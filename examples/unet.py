@@ -2,6 +2,7 @@
 
 The cat needs the upsampled map and the skip to have the same size, so H and W must be divisible by 16:
 
+    convshape trace examples/unet.py --input 1x3xHxW --depth 1
     convshape sizes examples/unet.py --input 1x3xHxW --try 224,250,256
 """
 

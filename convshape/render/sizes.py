@@ -26,7 +26,8 @@ def sizes_text(report: SizesReport) -> Text:
             text.append("Each size, with some choice of the others: " +
                         ";  ".join(f"{n} {v}" for n, v in report.each.items()) + "\n")
         if report.smallest is not None:
-            text.append(f"Smallest that runs: {_sizes(report.smallest)}\n")
+            text.append(f"Smallest that runs: {_sizes(report.smallest)}" +
+                        (" (of the sizes decided)" if report.decided < 1 else "") + "\n")
     else:
         text.append("No size checked runs.\n", style="bold red")
     if report.fails:
