@@ -1,19 +1,22 @@
-"""The benchmark models, built from the examples, and the scaling chains."""
+"""The benchmark models, built from the examples and from transformers configs, and the scaling chains."""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import torch
 from torch import nn
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+HAVE_TRANSFORMERS = importlib.util.find_spec("transformers") is not None
 
 
-def example(name: str):
+def example(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"_bench_{name}", EXAMPLES / f"{name}.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -22,16 +25,51 @@ def example(name: str):
     return module
 
 
-# name -> (example file:factory as the CLI takes it, factory, input spec, device for in-process runs)
-def catalogue() -> dict[str, tuple[str, Callable[[], nn.Module], str, str]]:
-    mnist, resnet, gpt, llama = example("mnist_net"), example("resnet50"), example("gpt2_small"), example("llama")
-    return {
-        "MNIST net": ("examples/mnist_net.py:M", mnist.M, "64x784", "cpu"),
-        "ResNet-50": ("examples/resnet50.py:ResNet50", resnet.ResNet50, "1x3x224x224", "cpu"),
-        "GPT-2 small": ("examples/gpt2_small.py:GPT", gpt.GPT, "1x1024:int64", "cpu"),
-        "LLaMA 7B": ("examples/llama.py:llama_7b", llama.llama_7b, "1x2048:int64", "meta"),
-        "LLaMA 70B": ("examples/llama.py:llama_70b", llama.llama_70b, "1x2048:int64", "meta"),
-    }
+@dataclass(frozen=True)
+class BenchModel:
+    """One in-process benchmark model: how to build it, its input (``--input`` language) and its device."""
+
+    name: str
+    factory: Callable[[], nn.Module]
+    spec: str
+    device: str
+    missing: str | None = None  # why it cannot be built here (a package not installed), None when it can
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.device})"
+
+
+def hf_gpt2() -> nn.Module:
+    """Hugging Face GPT-2 (124M) with its LM head, from transformers' default ``GPT2Config``."""
+    import transformers
+
+    return transformers.GPT2LMHeadModel(transformers.GPT2Config())
+
+
+def hf_llama_7b() -> nn.Module:
+    """Hugging Face LLaMA with the 7B sizes (6.7B parameters), from a ``LlamaConfig``: nothing downloaded."""
+    import transformers
+
+    config = transformers.LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                                      num_attention_heads=32, num_key_value_heads=32, vocab_size=32000)
+    return transformers.LlamaForCausalLM(config)
+
+
+def catalogue() -> list[BenchModel]:
+    """The in-process models, in the order of the table (issue 13's list)."""
+    mnist, resnet, llama = example("mnist_net"), example("resnet50"), example("llama")
+    no_hf = None if HAVE_TRANSFORMERS else 'transformers is not installed (pip install -e ".[hf]")'
+    return [
+        BenchModel("MNIST net", mnist.M, "64x784", "cpu"),
+        BenchModel("MNIST net", mnist.M, "64x784", "meta"),
+        BenchModel("ResNet-50", resnet.ResNet50, "1x3x224x224", "cpu"),
+        BenchModel("ResNet-50", resnet.ResNet50, "1x3x224x224", "meta"),
+        BenchModel("HF GPT-2 1x128", hf_gpt2, "1x128:int64", "meta", no_hf),
+        BenchModel("HF LLaMA-7B 1x128", hf_llama_7b, "1x128:int64", "meta", no_hf),
+        BenchModel("LLaMA 7B example 1x2048", llama.llama_7b, "1x2048:int64", "meta"),
+        BenchModel("LLaMA 70B example 1x2048", llama.llama_70b, "1x2048:int64", "meta"),
+    ]
 
 
 class ModuleChain(nn.Module):
@@ -41,7 +79,7 @@ class ModuleChain(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(nn.ReLU() for _ in range(calls))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
             x = layer(x)
         return x
@@ -54,7 +92,7 @@ class FunctionChain(nn.Module):
         super().__init__()
         self.calls = calls
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         for _ in range(self.calls):
             x = torch.relu(x)
         return x

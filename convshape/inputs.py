@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from .errors import InputSpecError
@@ -234,11 +233,10 @@ def plain_values(given: Inputs) -> tuple[InputValue, ...]:
     return tuple(values)
 
 
-def model_device(model: nn.Module, inputs: Any = ()) -> torch.device:
-    """Where the model's tensors are; for a model without any, where its tensor inputs are."""
+def inputs_device(inputs: Any = ()) -> torch.device:
+    """Where the first tensor input is (the device of a model without parameters or buffers); else the CPU."""
     tree = (inputs.args, inputs.kwargs) if isinstance(inputs, Inputs) else inputs
-    given = (t for t in leaves(tree) if isinstance(t, torch.Tensor))
-    for tensors in (model.parameters(), model.buffers(), given):
-        for tensor in tensors:
+    for tensor in leaves(tree):
+        if isinstance(tensor, torch.Tensor):
             return tensor.device
     return torch.device("cpu")

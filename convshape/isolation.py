@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
 from .errors import ConvshapeError
+from .structure import Structure, set_flag, walk
 
 
 class ModelExit(BaseException):
@@ -96,39 +97,31 @@ class Preserved:
     place; :func:`guarded` restores the random state). Parameters a forward changes in place cannot be
     restored: they are listed in ``changed`` so the caller can say so."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, found: Structure | None = None) -> None:
         self.model = model
+        self.found = found if found is not None else walk(model)
         self.changed: list[str] = []
 
     def __enter__(self) -> Preserved:
-        # one walk over the modules' own dicts: this runs before every in-place trace
-        self._flags: list[tuple[nn.Module, bool]] = []
-        self._buffers: list[tuple[torch.Tensor, torch.Tensor | None, int]] = []
-        self._params: list[tuple[nn.Module, str, torch.Tensor, int]] = []
-        seen: set[int] = set()
-        for module in self.model.modules():
-            self._flags.append((module, module.training))
-            for b in module._buffers.values():
-                if b is None or id(b) in seen or isinstance(b, UninitializedBuffer):
-                    continue
-                seen.add(id(b))
-                self._buffers.append((b, None if b.device.type == "meta" else b.detach().clone(), b._version))
-            for name, p in module._parameters.items():
-                if p is not None and id(p) not in seen and not isinstance(p, UninitializedParameter):
-                    seen.add(id(p))
-                    self._params.append((module, name, p, p._version))
+        found = self.found
+        self._flags = [module.training for module in found.modules]
+        self._buffers: list[tuple[torch.Tensor, torch.Tensor | None, int]] = [
+            (b, None if b.device.type == "meta" else b.detach().clone(), b._version)
+            for b in found.buffers if not isinstance(b, UninitializedBuffer)]
+        self._params = [(p, p._version) for p in found.parameters if not isinstance(p, UninitializedParameter)]
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        for module, training in self._flags:
-            module.training = training
+        for module, training in zip(self.found.modules, self._flags, strict=True):
+            if module.training != training:
+                set_flag(module, training)
         with torch.no_grad():
             for buffer, saved, version in self._buffers:
                 # BatchNorm's kernel updates its running statistics in training mode without bumping _version
                 if saved is not None and (buffer._version != version or not torch.equal(buffer, saved)):
                     buffer.copy_(saved)
-        changed = {id(p) for _, _, p, version in self._params if p._version != version}
+        changed = {id(p) for p, version in self._params if p._version != version}
         if changed:
             self.changed = [name for name, p in self.model.named_parameters() if id(p) in changed]
 

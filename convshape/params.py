@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 from torch import nn
 from torch.nn.parameter import UninitializedParameter
@@ -26,8 +27,13 @@ def numel(p: nn.Parameter) -> int:
 
 
 def totals_of(model: nn.Module) -> Totals:
+    return totals_over(p for p, _ in unique_parameters(model).values())
+
+
+def totals_over(parameters: Iterable[nn.Parameter]) -> Totals:
+    """Totals over parameters given each once."""
     params = trainable = nbytes = 0
-    for p, _ in unique_parameters(model).values():
+    for p in parameters:
         n = numel(p)
         params += n
         nbytes += n * p.dtype.itemsize  # not element_size(): a lazy (uninitialized) parameter has none

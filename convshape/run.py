@@ -38,11 +38,12 @@ from .arity import check_inputs
 from .errors import ConvshapeError, InputSpecError, LoadError, safe_str
 from .failure import describe
 from .inputlang import Inputs
-from .inputs import InputLike, as_inputs, input_bytes, make_inputs, model_device, plain_values
+from .inputs import InputLike, as_inputs, input_bytes, inputs_device, make_inputs, plain_values
 from .isolation import Preserved, guarded, stand_in
 from .loader import ModelSource
-from .params import totals_of
+from .params import totals_of, totals_over
 from .records import Trace
+from .structure import Structure, set_training, walk
 from .symbolic import has_symbols, trace_module_symbolic, trace_source_symbolic
 from .text import si_bytes
 from .tracer import MAX_ROWS, Recorder, raised_by_convshape
@@ -106,11 +107,6 @@ def state_bytes(model: nn.Module) -> int:
     return total
 
 
-def _is_lazy(model: nn.Module) -> bool:
-    return any(isinstance(t, (UninitializedParameter, UninitializedBuffer))
-               for t in (*model.parameters(), *model.buffers()))
-
-
 @contextlib.contextmanager
 def _seeded() -> Iterator[None]:
     """A fixed random state for a model convshape builds and runs itself; the caller's comes back after."""
@@ -126,19 +122,21 @@ def _check(target: Any, given: Inputs, unbound: bool = False) -> None:
 
 
 def _one_pass(model: nn.Module, given: Inputs, device: torch.device,
-              options: RunOptions, label: str, notes: Sequence[str] = (), in_place: bool = False) -> Ran:
+              options: RunOptions, label: str, notes: Sequence[str] = (), in_place: bool = False,
+              found: Structure | None = None) -> Ran:
     """Make the inputs, run the model once with the recorder, and word a failure if there was one."""
+    found = found if found is not None else walk(model)
     args, kwargs, tensors, infos = make_inputs(given, device)
     recorder = Recorder(model, repair_linear=options.repair_linear, max_rows=options.max_rows,
-                        costs=options.costs)
+                        costs=options.costs, found=found)
     recorder.input_ids.update(id(t) for t in tensors)
     placement = torch.device("meta") if device.type == "meta" else nullcontext()
-    kept = Preserved(model) if in_place else None
+    kept = Preserved(model, found) if in_place else None
     stop = None
     collecting = gc.isenabled()
     with guarded(options.timeout), kept if kept is not None else nullcontext():
         try:
-            model.train(options.train)
+            set_training(found, options.train)
             # The pass makes many small objects and no cycles worth collecting; the cyclic collector would
             # rescan torch's large heap for them (measured: about 3% of a 70B meta trace).
             gc.disable()
@@ -163,7 +161,10 @@ def _one_pass(model: nn.Module, given: Inputs, device: torch.device,
     if kept is not None and kept.changed:
         notes.append(f"the forward pass changed parameters in place ({', '.join(kept.changed[:5])}); "
                      "convshape cannot undo that")
-    trace = Trace(label, str(device), infos, rows, totals_of(model), failure, tuple(notes), options.costs,
+    # a lazy layer's parameters are the same objects once sized; a model that makes modules in forward is
+    # counted again
+    totals = totals_of(model) if found.lazy or recorder.saw_new_modules else totals_over(found.parameters)
+    trace = Trace(label, str(device), infos, rows, totals, failure, tuple(notes), options.costs,
                   plain_values(given), options.train)
     return Ran(trace, stop.exception if stop is not None else None)
 
@@ -177,13 +178,14 @@ def trace_module(model: nn.Module, inputs: Sequence[InputLike] | Inputs, options
     _check(model, specs)
     if has_symbols(specs):  # Bx1xHxW: a shape-only copy runs with symbolic sizes
         return trace_module_symbolic(model, specs, options, label or type(model).__name__, notes)
-    home = model_device(model, specs)
+    found = walk(model)
+    home = found.device() or inputs_device(specs)
     target = home if options.device == "auto" else torch.device(options.device)
     check_device(target)
     same = target == home or (target.type == home.type == "cuda" and target.index is None)
     name = label or type(model).__name__
-    if same and not _is_lazy(model):
-        return _one_pass(model, specs, target, options, name, notes, in_place=True)
+    if same and not found.lazy:
+        return _one_pass(model, specs, target, options, name, notes, in_place=True, found=found)
     # a lazy model is sized by its first forward: that happens to a copy, not to the caller's model
     return _one_pass(stand_in(model, target), specs, target, options, name, notes)
 

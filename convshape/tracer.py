@@ -14,8 +14,9 @@ import contextvars
 import os
 import sys
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import FrameType, TracebackType
+from types import CodeType, FrameType, TracebackType
 from typing import Any
 
 import torch
@@ -27,11 +28,12 @@ from torch.overrides import TorchFunctionMode
 
 from . import diagnose
 from .cells import place
-from .costs import CostCounter
+from .costs import DISPATCH, CostCounter, plan
 from .oplabels import op_label
 from .params import numel
 from .paths import OWN_DIR, TORCH_DIR, is_user_file
 from .records import Row, Shape
+from .structure import Structure, walk
 from .tensors import dtype_name, has_tensor, jsonable, tensors_in
 
 # torch files that only dispatch a call onward: a call passing through them is still the user's own.
@@ -41,6 +43,9 @@ _THIN_WRAPPERS = tuple(
 )
 _LINEAR = F.linear
 _NO_TORCH_FUNCTION = torch._C.DisableTorchFunction
+_PARAMETER = nn.Parameter
+# Row(...) goes through the NamedTuple's generated __new__ (defaults, keywords): a function row gives every field
+_new_row = tuple.__new__
 
 
 @dataclass(eq=False, slots=True)
@@ -94,12 +99,41 @@ def _where(frame: FrameType | None) -> str | None:
 _MODULE_MACHINERY = os.path.join(TORCH_DIR, "nn", "modules", "module.py")
 
 
+# What a frame's code is, decided once per code object (a trace asks for every call, up the same few frames):
+_LOOK_OUT, _TORCH, _USER = 0, 1, 2
+_MODULE_FRAMES: dict[CodeType, int] = {}
+_FUNCTION_FRAMES: dict[CodeType, int] = {}
+
+
+def _module_frame(filename: str) -> int:
+    if filename == _MODULE_MACHINERY or filename.startswith(OWN_DIR):
+        return _LOOK_OUT
+    return _TORCH if filename.startswith(TORCH_DIR) else _USER
+
+
+def _function_frame(filename: str) -> int:
+    if filename.startswith(TORCH_DIR):
+        return _LOOK_OUT if filename.startswith(_THIN_WRAPPERS) else _TORCH
+    return _TORCH if filename.startswith(OWN_DIR) else _USER
+
+
+def _classified(frames: dict[CodeType, int], classify: Callable[[str], int], code: CodeType) -> int:
+    if len(frames) > 100_000:  # code made again and again (a notebook re-running cells): start over
+        frames.clear()
+    kind = frames[code] = classify(code.co_filename)
+    return kind
+
+
 def _module_caller(frame: FrameType | None) -> FrameType | None:
     """The user frame that called a module, or None when torch's code (a Sequential) called it."""
+    frames = _MODULE_FRAMES
     while frame is not None:
-        filename = frame.f_code.co_filename
-        if filename != _MODULE_MACHINERY and not filename.startswith(OWN_DIR):
-            return None if filename.startswith(TORCH_DIR) else frame
+        code = frame.f_code
+        kind = frames.get(code)
+        if kind is None:
+            kind = _classified(frames, _module_frame, code)
+        if kind:
+            return frame if kind == _USER else None
         frame = frame.f_back
     return None
 
@@ -110,15 +144,14 @@ def _direct_caller(frame: FrameType | None) -> FrameType | None:
     Frames in torch's thin dispatch wrappers (``F.relu`` -> ``handle_torch_function``) are skipped;
     any other torch frame on the way (``nn.Conv2d.forward``) means the call is torch-internal.
     """
+    frames = _FUNCTION_FRAMES
     while frame is not None:
-        filename = frame.f_code.co_filename
-        if filename.startswith(TORCH_DIR):
-            if not filename.startswith(_THIN_WRAPPERS):
-                return None
-        elif filename.startswith(OWN_DIR):
-            return None
-        else:
-            return frame
+        code = frame.f_code
+        kind = frames.get(code)
+        if kind is None:
+            kind = _classified(frames, _function_frame, code)
+        if kind:
+            return frame if kind == _USER else None
         frame = frame.f_back
     return None
 
@@ -155,7 +188,6 @@ def raised_by_convshape(exc: BaseException) -> bool:
     return code.co_filename.startswith(OWN_DIR) and code is not _call_through.__code__
 
 
-_LATER = object()  # "caller not looked up yet"
 
 # annotate needs each row's chain of user frames; other commands do not pay for it
 RECORD_FRAMES: contextvars.ContextVar[bool] = contextvars.ContextVar("convshape_record_frames", default=False)
@@ -196,54 +228,6 @@ def _call_through(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> A
     return func(*args, **kwargs)
 
 
-def subtree_param_counts(root: nn.Module) -> dict[int, int]:
-    """id(module) -> parameters in its subtree, each counted once; lazy modules are left out.
-
-    One bottom-up pass; a model that shares a parameter between modules is counted exactly, module by
-    module, since sums over children would count a shared tensor twice.
-    """
-    all_params = list(root.named_parameters(remove_duplicate=False))
-    shared = len({id(p) for _, p in all_params}) != len(all_params)
-    counts: dict[int, int] = {}
-    lazy: set[int] = set()
-
-    def visit(module: nn.Module) -> int:
-        key = id(module)
-        if key in counts:
-            return counts[key]
-        own = [p for p in module._parameters.values() if p is not None]
-        total = sum(numel(p) for p in own) + sum(visit(c) for c in module._modules.values() if c is not None)
-        if any(isinstance(p, UninitializedParameter) for p in own) or any(
-                id(c) in lazy for c in module._modules.values() if c is not None):
-            lazy.add(key)
-        counts[key] = total
-        return total
-
-    if shared:
-        # each parameter counts once toward every module on its path(s): O(parameters x depth), where summing
-        # module.parameters() per module was O(modules x subtree) (12 ms of a 250 ms GPT-2 trace)
-        by_name = dict(root.named_modules(remove_duplicate=False))
-        counted: set[tuple[int, int]] = set()
-        for module in by_name.values():
-            counts[id(module)] = 0
-        for name, p in all_params:
-            pid, n, unsized = id(p), numel(p), isinstance(p, UninitializedParameter)
-            prefix = ""
-            for part in ("", *name.split(".")[:-1]):
-                prefix = part if not prefix else f"{prefix}.{part}"
-                key = id(by_name[prefix])
-                if (key, pid) not in counted:
-                    counted.add((key, pid))
-                    counts[key] += n
-                    if unsized:
-                        lazy.add(key)
-    else:
-        visit(root)
-    for key in lazy:
-        del counts[key]  # counted once their forward has sized them
-    return counts
-
-
 current: Recorder | None = None  # the recorder of the pass in progress, read by the progress line
 
 
@@ -276,25 +260,26 @@ class Recorder(TorchFunctionMode):
     """
 
     def __init__(self, root: nn.Module, repair_linear: bool = False, max_rows: int = MAX_ROWS,
-                 costs: bool = False) -> None:
+                 costs: bool = False, found: Structure | None = None) -> None:
         super().__init__()
         self.costs = costs
         self.unknown_cost_ops: dict[str, str | None] = {}  # aten op -> where it ran
-        self._fn_flops: list[int | None] | None = None  # FLOPs of the direct call in progress
+        self._counter: CostCounter | None = None  # prices the calls no formula covers (costs.plan), in a pass
+        self._counted: int | None = 0  # FLOPs the counter has seen in the call it is counting
         self.max_rows = max_rows  # a pass that makes more calls than this stops (a forward that never ends)
-        self.names: dict[int, str] = {}
-        for name, m in root.named_modules(remove_duplicate=False):
-            self.names.setdefault(id(m), name)  # a module reachable under several names: its first one
+        found = found if found is not None else walk(root)
+        self.names: dict[int, str] = found.names  # a module reachable under several names: its first one
+        self.saw_new_modules = False
         self.repair_linear = repair_linear
         self.rows: list[_Pending | Row] = []
         self.stack: list[_Pending] = []
         self._producers: dict[int, tuple[weakref.ref[torch.Tensor], int]] = {}
         self._calls: dict[int, int] = {}
         # Counted before the mode is active: hashing parameters under a TorchFunctionMode is slow.
-        self._param_counts: dict[int, int] = subtree_param_counts(root)
-        self._attrs: dict[int, dict[str, Any]] = {}
+        self._param_counts: dict[int, int] = found.subtree_params()
+        self._static: dict[int, tuple[str, str, dict[str, Any], bool]] = {}  # id(module) -> _static_of(module)
         self.input_ids: set[int] = set()  # the model's input tensors (alive for the whole pass)
-        self._held = {id(t) for t in (*root.parameters(), *root.buffers())}  # storage that existed before
+        self._held = {id(t) for t in (*found.parameters, *found.buffers)}  # storage that existed before
         self._bases: dict[int, weakref.ref[torch.Tensor]] = {}  # view bases already counted
         self._busy = False
         self._failed_fn: Row | None = None
@@ -309,10 +294,8 @@ class Recorder(TorchFunctionMode):
             nn_module.register_module_forward_pre_hook(self._before_module),
             nn_module.register_module_forward_hook(self._after_module, with_kwargs=True),
         ]
-        self._counter = CostCounter(self._add_flops) if self.costs else None
+        self._counter = CostCounter(self._add_flops)
         try:
-            if self._counter is not None:
-                self._counter.__enter__()
             current = self
             return super().__enter__()
         except BaseException:
@@ -325,22 +308,16 @@ class Recorder(TorchFunctionMode):
         try:
             super().__exit__(exc_type, exc, tb)
         finally:
-            try:
-                if self._counter is not None:
-                    self._counter.__exit__(exc_type, exc, tb)
-            finally:
-                self._remove_hooks()
-                current = None
+            self._remove_hooks()
+            self._counter = None  # it holds a bound method of this recorder: no cycle outlives the pass
+            current = None
 
     def _add_flops(self, flops: int | None, op: str) -> None:
+        """The sink of the dispatch counter: one aten op of the call being counted."""
         if flops is None:
             where = self.stack[-1].name if self.stack else None
             self.unknown_cost_ops.setdefault(op, where)
-        if self._fn_flops is not None:
-            self._fn_flops[0] = _plus(self._fn_flops[0], flops)
-        elif self.stack:
-            row = self.stack[-1]
-            row.own_flops = _plus(row.own_flops, flops)
+        self._counted = _plus(self._counted, flops)
 
     def _remove_hooks(self) -> None:
         for handle in self._handles:
@@ -360,8 +337,9 @@ class Recorder(TorchFunctionMode):
             shapes.append(tuple(t.shape))
             entry = producers.get(id(t))
             sources.append(entry[1] if entry is not None and entry[0]() is t else None)
-            if isinstance(t, nn.Parameter):
-                params += t.numel()
+            kind = type(t)
+            if kind is not torch.Tensor and (kind is _PARAMETER or isinstance(t, nn.Parameter)):
+                params += t.numel()  # nn.Parameter's metaclass makes isinstance slow: most tensors skip it
         return tuple(shapes), tuple(sources), params
 
     def _produced(self, value: Any, index: int, keep_inner: bool
@@ -426,35 +404,37 @@ class Recorder(TorchFunctionMode):
             self._busy = False
 
     def _enter_module(self, module: nn.Module, args: tuple[Any, ...]) -> None:
-        shapes, sources, _ = self._inputs(tensors_in(args))
+        shapes, sources, _ = self._inputs(
+            [args[0]] if len(args) == 1 and type(args[0]) is torch.Tensor else tensors_in(args))
         key = id(module)
         call = self._calls.get(key, 0)
         self._calls[key] = call + 1
-        name = self.names.get(key)
+        known = self._static.get(key)
+        if known is None or known[3]:
+            known = self._static[key] = self._static_of(module)
+        name, op, attrs, _ = known
         parent = self.stack[-1] if self.stack else None
-        row = _Pending(
-            index=len(self.rows), kind="module",
-            name=name if name is not None else f"<{type(module).__name__}>",
-            op=type(module).__name__, depth=len(self.stack), input_shapes=shapes,
-            params=self._params_of(module),
-            source=_where(caller := _module_caller(sys._getframe(2))) if parent is not None else None,
-            site=caller.f_lasti if parent is not None and caller is not None else None,
-            parent=parent.index if parent else None, inputs_from=sources, call=call,
-            module=module, attrs=self._attrs_of(module),
-        )
-        if self.frames and parent is not None and caller is not None:
+        if parent is not None:
+            caller = _module_caller(sys._getframe(2))
+            source, site = (_where(caller), caller.f_lasti) if caller is not None else (None, None)
+        else:
+            caller = source = site = None
+        row = _Pending(len(self.rows), "module", name, op, len(self.stack), shapes, self._params_of(module),
+                       source, parent.index if parent else None, sources, call, module, attrs=attrs, site=site)
+        if self.frames and caller is not None:
             row.frames = _user_frames(caller, self._serials)
         self.rows.append(row)
         self.stack.append(row)
 
-    def _attrs_of(self, module: nn.Module) -> dict[str, Any]:
-        if type(module).__name__.startswith("Lazy"):
-            return layer_attrs(module)  # changes when the first forward sizes the layer
-        key = id(module)
-        attrs = self._attrs.get(key)
-        if attrs is None:
-            attrs = self._attrs[key] = layer_attrs(module)
-        return attrs
+    def _static_of(self, module: nn.Module) -> tuple[str, str, dict[str, Any], bool]:
+        """(name, class name, layer arguments, whether to read them again next call): once per module."""
+        op = type(module).__name__
+        name = self.names.get(id(module))
+        if name is None:
+            self.saw_new_modules = True  # made in forward: not in the tree walked before the pass
+            name = f"<{op}>"
+        # a lazy layer's arguments change when its first forward sizes it
+        return name, op, layer_attrs(module), op.startswith("Lazy")
 
     def _after_module(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
                       output: Any) -> None:
@@ -494,34 +474,38 @@ class Recorder(TorchFunctionMode):
             if repaired is not None:
                 return repaired
         frame = sys._getframe(1)
-        # With costs, the caller must be known before the call so a direct call's FLOPs go to its own
-        # row; without, it is looked up only for calls that return a tensor (most do not need it).
-        caller = _direct_caller(frame) if self.costs else _LATER
-        if self.costs:
-            self._fn_flops = [0] if caller is not None else None
+        price = plan(func, args, kwargs) if self.costs else None
         try:
-            out = _call_through(func, args, kwargs)
+            if price is DISPATCH:
+                out, flops = self._count(func, args, kwargs)
+            else:
+                out = _call_through(func, args, kwargs)
+                flops = 0 if price is None else price(args, kwargs, out)  # type: ignore[operator]
         except Exception:
-            self._fn_flops = None
-            if caller is _LATER:
-                caller = _direct_caller(frame)
-            if caller is not None:
-                self._failed_fn = self._function_row(func, args, kwargs, None, caller)  # type: ignore[arg-type]
-            raise
-        flops = self._fn_flops
-        if flops is not None:
-            self._fn_flops = None
-        if not has_tensor(out):
-            if flops and self.stack:  # work done, but no tensor to show it on: the module's
-                row = self.stack[-1]
-                row.own_flops = _plus(row.own_flops, flops[0])
-            return out
-        if caller is _LATER:
             caller = _direct_caller(frame)
-        if caller is not None:
-            with _NO_TORCH_FUNCTION():  # modes below this one (torch.device("meta")) need not see t.shape
-                self._function_row(func, args, kwargs, out, caller, flops[0] if flops else 0)  # type: ignore[arg-type]
+            if caller is not None:
+                self._failed_fn = self._function_row(func, args, kwargs, None, caller)
+            raise
+        if has_tensor(out):
+            caller = _direct_caller(frame)
+            if caller is not None:
+                with _NO_TORCH_FUNCTION():  # modes below this one (torch.device("meta")) need not see t.shape
+                    self._function_row(func, args, kwargs, out, caller, flops)
+                return out
+        if flops != 0 and self.stack:  # torch's own call inside a module, or no tensor to show it on
+            row = self.stack[-1]
+            row.own_flops = _plus(row.own_flops, flops)
         return out
+
+    def _count(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, int | None]:
+        """Run one call under the dispatch counter: the FLOPs of every aten op it executes."""
+        outer, self._counted = self._counted, 0
+        try:
+            with self._counter:  # type: ignore[union-attr]  # set for the length of the pass
+                out = _call_through(func, args, kwargs)
+            return out, self._counted
+        finally:
+            self._counted = outer
 
     def _function_row(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any,
                       caller: FrameType, flops: int | None = 0) -> Row:
@@ -529,21 +513,25 @@ class Recorder(TorchFunctionMode):
         if len(self.rows) >= self.max_rows:
             raise TooManyCalls(self.max_rows)
         name, op = op_label(func)
-        tensors = tensors_in(args)
+        if all(type(a) is torch.Tensor for a in args):  # the common call: tensors only, nothing nested
+            tensors = list(args)
+            literal: dict[str, Any] = {"args": [None] * len(args)}
+        else:
+            tensors = tensors_in(args)
+            literal = {"args": [jsonable(a) for a in args]}
         if kwargs:
             tensors_in(kwargs, tensors)
         shapes, sources, params = self._inputs(tensors)
-        literal: dict[str, Any] = {"args": [jsonable(a) for a in args]}
         if kwargs:
             literal["kwargs"] = {k: jsonable(v) for k, v in kwargs.items()}
         index = len(self.rows)
         out_shapes, out_dtypes, allocated = (self._produced(out, index, keep_inner=False) if out is not None
                                              else ((), (), 0))
         counted = flops if self.costs else None
-        row = Row(index, "function", name, op, len(self.stack), shapes, out_shapes, out_dtypes, params,
-                  _where(caller), self.stack[-1].index if self.stack else None, sources, 0, out is None, literal,
-                  counted, None if counted is None else counted // 2, allocated, caller.f_lasti,
-                  _user_frames(caller, self._serials) if self.frames else ())
+        row = _new_row(Row, (index, "function", name, op, len(self.stack), shapes, out_shapes, out_dtypes, params,
+                             _where(caller), self.stack[-1].index if self.stack else None, sources, 0, out is None,
+                             literal, counted, None if counted is None else counted // 2, allocated, caller.f_lasti,
+                             _user_frames(caller, self._serials) if self.frames else ()))
         self.rows.append(row)
         return row
 

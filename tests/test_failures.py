@@ -124,7 +124,7 @@ def test_interceptors_removed_when_the_hook_machinery_itself_is_interrupted() ->
 def test_a_convshape_bug_is_not_blamed_on_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
     from convshape import tracer
 
-    monkeypatch.setattr(tracer, "_where", None)  # calling it fails inside convshape's own hook
+    monkeypatch.setattr(tracer, "layer_attrs", None)  # calling it fails inside convshape's own hook
     with pytest.raises(RuntimeError, match="convshape internal error while tracing"):
         convshape.trace_model(nn.Sequential(nn.Linear(2, 2)), "1x2")
     _interceptors_gone()

@@ -1,0 +1,141 @@
+"""One walk over a module tree: what the run stage, the recorder and :class:`~convshape.isolation.Preserved` need.
+
+A trace used to walk the tree seven times (names, parameter counts, held tensors, training flags, laziness,
+device, totals), each through torch's generators; on a model of 1,000 modules that cost as much as the
+forward pass's own hooks. :func:`walk` reads every module's own dicts once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
+
+from .params import numel
+
+
+@dataclass(slots=True)
+class Structure:
+    """What one walk over ``root`` found; every module, parameter and buffer once, in torch's order."""
+
+    root: nn.Module
+    names: dict[int, str] = field(default_factory=dict)  # id(module) -> its first qualified name
+    modules: list[nn.Module] = field(default_factory=list)  # preorder, as named_modules()
+    parameters: list[nn.Parameter] = field(default_factory=list)  # as parameters()
+    buffers: list[torch.Tensor] = field(default_factory=list)  # as buffers()
+    shared: bool = False  # a module or a parameter reachable under two names
+    lazy: bool = False  # a parameter or buffer not yet sized by a forward pass
+    _children: dict[int, list[nn.Module]] = field(default_factory=dict)
+
+    def device(self) -> torch.device | None:
+        """Where the first parameter (else buffer) is; None for a model without either."""
+        for tensors in (self.parameters, self.buffers):
+            if tensors:
+                return tensors[0].device
+        return None
+
+    def subtree_params(self) -> dict[int, int]:
+        """id(module) -> parameters in its subtree, each counted once; lazy subtrees are left out."""
+        if self.shared:
+            return _shared_subtree_params(self.root)
+        counts: dict[int, int] = {}
+        lazy: set[int] = set()
+        for module in reversed(self.modules):  # children before parents
+            key = id(module)
+            total = 0
+            for p in module._parameters.values():
+                if p is not None:
+                    if isinstance(p, UninitializedParameter):
+                        lazy.add(key)
+                    else:
+                        total += p.numel()
+            for child in self._children.get(key, ()):
+                total += counts.get(id(child), 0)
+                if id(child) in lazy:
+                    lazy.add(key)
+            counts[key] = total
+        for key in lazy:
+            del counts[key]  # counted once their forward has sized them
+        return counts
+
+
+def walk(root: nn.Module) -> Structure:
+    """Every module of ``root`` in preorder (the order of ``named_modules``), with its first name."""
+    found = Structure(root)
+    names, modules, children = found.names, found.modules, found._children
+    seen_tensors: set[int] = set()
+    stack: list[tuple[str, nn.Module]] = [("", root)]
+    while stack:
+        name, module = stack.pop()
+        key = id(module)
+        if key in names:
+            found.shared = True
+            continue
+        names[key] = name
+        modules.append(module)
+        for p in module._parameters.values():
+            if p is None:
+                continue
+            if id(p) in seen_tensors:
+                found.shared = True
+                continue
+            seen_tensors.add(id(p))
+            found.parameters.append(p)
+            if isinstance(p, UninitializedParameter):
+                found.lazy = True
+        for b in module._buffers.values():
+            if b is None or id(b) in seen_tensors:
+                continue
+            seen_tensors.add(id(b))
+            found.buffers.append(b)
+            if isinstance(b, UninitializedBuffer):
+                found.lazy = True
+        kids = [(f"{name}.{k}" if name else k, c) for k, c in module._modules.items() if c is not None]
+        if kids:
+            children[key] = [c for _, c in kids]
+            stack.extend(reversed(kids))
+    return found
+
+
+def set_training(found: Structure, mode: bool) -> None:
+    """``root.train(mode)``, touching only the modules whose flag differs.
+
+    A model whose own classes override ``train`` gets its ``train`` called, as the author meant it."""
+    if any(type(m).train is not nn.Module.train for m in found.modules):
+        found.root.train(mode)
+        return
+    for module in found.modules:
+        if module.training != mode:
+            set_flag(module, mode)
+
+
+def set_flag(module: nn.Module, mode: bool) -> None:
+    if type(module).__setattr__ is nn.Module.__setattr__:
+        object.__setattr__(module, "training", mode)  # what Module.__setattr__ ends in for a bool, minus its checks
+    else:
+        module.training = mode
+
+
+def _shared_subtree_params(root: nn.Module) -> dict[int, int]:
+    """The exact count for a model that shares modules or parameters: each parameter counts once toward every
+    module on its path(s), O(parameters x depth)."""
+    by_name = dict(root.named_modules(remove_duplicate=False))
+    counts = {id(module): 0 for module in by_name.values()}
+    counted: set[tuple[int, int]] = set()
+    lazy: set[int] = set()
+    for name, p in root.named_parameters(remove_duplicate=False):
+        pid, n, unsized = id(p), numel(p), isinstance(p, UninitializedParameter)
+        prefix = ""
+        for part in ("", *name.split(".")[:-1]):
+            prefix = part if not prefix else f"{prefix}.{part}"
+            key = id(by_name[prefix])
+            if (key, pid) not in counted:
+                counted.add((key, pid))
+                counts[key] += n
+                if unsized:
+                    lazy.add(key)
+    for key in lazy:
+        del counts[key]
+    return counts
