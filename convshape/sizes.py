@@ -433,9 +433,9 @@ def sizes_report(target: Target, given: Inputs, options: Any, tries: Sequence[di
         least = grid.sizes_at(int(torch.where(runs, smallest, torch.iinfo(torch.int64).max).flatten().argmin()))
     rules = _rules([o for o in outcomes if o.verdict == "fails"], grid, runs, target.label)
     reqs: tuple[Requirement, ...] = ()
-    running = [o for o in outcomes if o.verdict == "runs"]
-    if running:
-        best = min(running, key=lambda o: sum(o.p.sizes.values()))
+    ran = [o for o in outcomes if o.verdict == "runs"]
+    if ran:
+        best = min(ran, key=lambda o: sum(o.p.sizes.values()))
         reqs = _binding(best.p, grid)
     tried = tuple(_try(target, given, options, grid, runs, fails, outcomes, t, rules) for t in tries)
     notes = []
