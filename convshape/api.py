@@ -79,16 +79,16 @@ def fc_size(model: nn.Module, *inputs: InputLike, device: str | torch.device | N
     fails elsewhere still reports the Linear layers reached before the failure (``report.error``).
     """
     options = _options(device, repair_linear=True, timeout=timeout)
-    forward = _forward_kwargs(kwargs, forward_kwargs)
-    trace, _ = trace_module(model, inputs, options, label, kwargs=forward)
-    report = fc_report(trace, layer)
-    if trace.symbols is not None:  # sizes as names: formulas, and the sizes each declared in_features fits
-        from .fcsym import with_formulas
+    given = as_inputs(inputs, _forward_kwargs(kwargs, forward_kwargs))
+    from .symbolic import has_symbols
+
+    if has_symbols(given):  # sizes as names: formulas, and the sizes each declared in_features fits
+        from .fcsym import symbolic_fc
         from .symbolic import module_target
 
-        target = module_target(model, label or type(model).__name__, ())
-        report = with_formulas(report, target, as_inputs(inputs, forward), options)
-    return report
+        return symbolic_fc(module_target(model, label or type(model).__name__, ()), given, options, (), layer)[2]
+    trace, _ = trace_module(model, given, options, label)
+    return fc_report(trace, layer)
 
 
 def input_sizes(model: nn.Module, *inputs: InputLike, tries: Sequence[dict[str, int]] = (), limit: int | None = None,

@@ -625,15 +625,12 @@ def _fc_symbolic(model: str, inputs: list[str] | None, args: list[str] | None, d
     specs = parse_inputs(inputs or [])
     dev = parse_device(device)
     with _model_session(model, args, timeout, config) as source:
-        from .fc import fc_report
-        from .fcsym import with_formulas
+        from .fcsym import symbolic_fc
         from .run import RunOptions
-        from .symbolic import source_target, trace_symbolic
+        from .symbolic import source_target
 
         target, more = source_target(source)
-        options = RunOptions(device=dev, timeout=timeout or None, repair_linear=True)
-        traced, exception = trace_symbolic(target, specs, options, [*source.notes, *more])
-        return traced, exception, with_formulas(fc_report(traced), target, specs, options)
+        return symbolic_fc(target, specs, RunOptions(device=dev, timeout=timeout or None), [*source.notes, *more])
 
 
 @app.command(cls=_Command, short_help="Your forward's source with each line's shape as a comment.")

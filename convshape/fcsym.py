@@ -9,6 +9,7 @@ the Linear a pass traced are claimed (:func:`convshape.sizes.Grid.region` up to 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -128,3 +129,18 @@ def with_formulas(report: FcReport, target: Target, given: Inputs, options: Any,
         layers.append(replace(check, required_formula=check.required.expr, fits=tuple(found), fits_text=text,
                               suggestions=_suggestions(check, found, smallest)))
     return replace(report, layers=tuple(layers))
+
+
+def symbolic_fc(target: Target, given: Inputs, options: Any, notes: Sequence[str] = (),
+                layer: str | None = None) -> tuple[Any, BaseException | None, FcReport]:
+    """fc-size with symbolic sizes: a trace at sample sizes where the model runs, when there are any (so each
+    Linear's status is at sizes it fits); else one that repairs Linear mismatches at the default sizes, so every
+    Linear is reached. Then each Linear's formula, the sizes it fits, and suggestions."""
+    from .fc import fc_report
+    from .symbolic import trace_symbolic
+
+    plain = replace(options, repair_linear=False)
+    trace, exception = trace_symbolic(target, given, plain, notes)
+    if trace.error is not None:
+        trace, exception = trace_symbolic(target, given, replace(options, repair_linear=True), notes)
+    return trace, exception, with_formulas(fc_report(trace, layer), target, given, options)
