@@ -8,21 +8,23 @@ from .errors import ConvshapeError, InputSpecError, LoadError, TraceError
 
 __version__ = "0.1.0"
 __all__ = [
-    "CheckpointReport", "ConvshapeError", "InputSpecError", "LoadError", "ParamReport", "Trace", "TraceError",
-    "Value", "WeightsReport", "__version__", "checkpoint_report", "compare_weights", "fc_size", "parameters",
-    "trace_model", "trace_program",
+    "CheckpointReport", "ConvshapeError", "InputSpecError", "LoadError", "ParamReport", "SizesReport", "Trace",
+    "TraceError", "Value", "WeightsReport", "__version__", "checkpoint_report", "compare_weights", "fc_size",
+    "input_sizes", "parameters", "trace_model", "trace_program",
 ]  # fmt: skip
 
 if TYPE_CHECKING:
-    from .api import fc_size, parameters, trace_model
+    from .api import fc_size, input_sizes, parameters, trace_model
     from .checkpoint import checkpoint_report
     from .checkpoint_records import CheckpointReport, WeightsReport
     from .program import trace_program
     from .records import ParamReport, Trace
     from .spec import Value
+    from .symbolic_records import SizesReport
     from .weights import compare_weights
 
-_LAZY = {"trace_model": "api", "parameters": "api", "fc_size": "api", "Trace": "records",
+_LAZY = {"trace_model": "api", "parameters": "api", "fc_size": "api", "input_sizes": "api",
+         "SizesReport": "symbolic_records", "Trace": "records",
          "ParamReport": "records", "Value": "spec", "checkpoint_report": "checkpoint", "compare_weights": "weights",
          "trace_program": "program", "CheckpointReport": "checkpoint_records", "WeightsReport": "checkpoint_records"}
 

@@ -1,4 +1,4 @@
-"""The library entry points: :func:`trace_model`, :func:`fc_size` and :func:`parameters`.
+"""The library entry points: :func:`trace_model`, :func:`fc_size`, :func:`parameters` and :func:`input_sizes`.
 
 A thin facade over the run stage (:mod:`convshape.run`): it returns plain data, and raises
 :class:`~convshape.errors.TraceError` when the model's forward pass fails.
@@ -6,6 +6,7 @@ A thin facade over the run stage (:mod:`convshape.run`): it returns plain data, 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -13,11 +14,12 @@ from torch import nn
 
 from .errors import InputSpecError, TraceError
 from .fc import fc_report
-from .inputs import InputLike
+from .inputs import InputLike, as_inputs
 from .params import param_report
 from .records import FcReport, ParamReport, Trace
 from .run import DEFAULT_TIMEOUT, RunOptions, trace_module
 from .spec import parse_device
+from .symbolic_records import SizesReport
 
 
 def _options(device: str | torch.device | None, **kw: object) -> RunOptions:
@@ -76,6 +78,34 @@ def fc_size(model: nn.Module, *inputs: InputLike, device: str | torch.device | N
     answers for every Linear even when the model as written stops at the first wrong one. A model that
     fails elsewhere still reports the Linear layers reached before the failure (``report.error``).
     """
-    trace, _ = trace_module(model, inputs, _options(device, repair_linear=True, timeout=timeout), label,
-                            kwargs=_forward_kwargs(kwargs, forward_kwargs))
+    options = _options(device, repair_linear=True, timeout=timeout)
+    given = as_inputs(inputs, _forward_kwargs(kwargs, forward_kwargs))
+    from .symbolic import has_symbols
+
+    if has_symbols(given):  # sizes as names: formulas, and the sizes each declared in_features fits
+        from .fcsym import symbolic_fc
+        from .symbolic import module_target
+
+        return symbolic_fc(module_target(model, label or type(model).__name__, ()), given, options, (), layer)[2]
+    trace, _ = trace_module(model, given, options, label)
     return fc_report(trace, layer)
+
+
+def input_sizes(model: nn.Module, *inputs: InputLike, tries: Sequence[dict[str, int]] = (), limit: int | None = None,
+                passes: int = 24, device: str | torch.device | None = None, label: str | None = None,
+                timeout: float | None = DEFAULT_TIMEOUT, **kwargs: InputLike) -> SizesReport:
+    """Which input sizes ``model`` accepts: ``input_sizes(net, "1x3xHxW", tries=[{"H": 224, "W": 224}])``.
+
+    Names in the inputs are the sizes that vary (see ``convshape sizes``); each is checked from 1 to
+    ``limit``. The report says which sizes run (``runs``, ``each``, ``smallest``), why the others fail
+    (``fails``), and for each of ``tries`` whether a concrete forward pass runs.
+    """
+    from .sizes import sizes_report
+    from .symbolic import module_target, names_in
+
+    given = as_inputs(inputs, kwargs)
+    if not names_in(given):
+        raise InputSpecError("input_sizes needs at least one size given as a name, e.g. \"1x3xHxW\"")
+    target = module_target(model, label or type(model).__name__, ())
+    return sizes_report(target, given, _options(device, timeout=timeout), tries, limit, passes,
+                        tuple(str(i) for i in inputs))

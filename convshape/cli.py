@@ -521,9 +521,12 @@ def fc_size(
     from .checkpoint import is_checkpoint_path
 
     chosen = _format(fmt, output, _REPORT_FORMATS)
-    checked, exception = None, None
+    checked, exception, report = None, None, None
     if is_checkpoint_path(model):  # a saved program (.pt2): its graph's shapes
         traced = _program(model, inputs, weights, layer_shapes=True)
+    elif _symbolic(inputs):  # sizes as names: formulas, and the sizes each declared in_features fits
+        with _progress(chosen):
+            traced, exception, report = _fc_symbolic(model, inputs, args, device, timeout, config)
     else:
         # a model failing elsewhere than a Linear still reports the Linear layers reached before it
         with _progress(chosen):
@@ -531,7 +534,7 @@ def fc_size(
             checked = _weights(source, weights, trust_pickle, traced)
     from .fc import fc_report
 
-    report = fc_report(traced)
+    report = fc_report(traced) if report is None else report
     if layer is not None:
         names = [c.name for c in report.layers]
         if layer not in names:
@@ -547,6 +550,87 @@ def fc_size(
     _emit(_with_weights(rendered, chosen, checked), chosen, ascii_only, output)
     _exit_for(traced, exception, debug)
     _exit_for_weights(checked)
+
+
+@app.command(cls=_Command, short_help="Which input sizes the model accepts, and why the others fail.")
+@_command
+def sizes(
+    model: ModelArg,
+    inputs: InputOpt = None,  # type: ignore[assignment]
+    args: ArgOpt = None,  # type: ignore[assignment]
+    tries: Annotated[str | None, typer.Option(
+        "--try", "-t", metavar="SIZES", show_default=False,
+        help="Sizes to check with a real forward pass, comma-separated: one number for every symbolic size "
+             "(224) or one per size in order (224x256).")] = None,
+    limit: Annotated[int | None, typer.Option(
+        "--limit", min=1, show_default=False,
+        help="Check each size from 1 to this (default: 512 for one or two sizes, fewer for more).")] = None,
+    passes: Annotated[int, typer.Option(
+        "--passes", min=1, help="Symbolic passes to spend at most (each decides a region of sizes).")] = 24,
+    fmt: FormatOpt = None,
+    output: OutputOpt = None,
+    device: DeviceOpt = "auto",
+    config: ConfigOpt = None,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    ascii_only: AsciiOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Which input sizes the model accepts: give sizes as names (--input 1x3xHxW).
+
+    The smallest sizes that run, the exact set (divisible by 16, 28..31), and for the others the layer and
+    line that rejects them, from the guards torch records in symbolic passes."""
+    chosen = _format(fmt, output, (Format.table, Format.json))
+    specs = parse_inputs(inputs or [])
+    dev = parse_device(device)
+    from .symbolic import names_in
+
+    names = names_in(specs)
+    if not names:
+        from .errors import InputSpecError
+
+        raise InputSpecError("sizes needs at least one size given as a name in --input, e.g. --input 1x3xHxW "
+                             "or --input Bx128:int64 (a name stands for a size that may vary)")
+    from .sizes import parse_tries
+
+    wanted = parse_tries(tries, names)
+    with _model_session(model, args, timeout, config) as source:
+        from .run import RunOptions
+        from .sizes import sizes_report
+        from .symbolic import source_target
+
+        target, _ = source_target(source)
+        report = sizes_report(target, specs, RunOptions(device=dev, timeout=timeout or None), wanted, limit,
+                              passes, tuple(inputs or []))
+    if chosen is Format.json:
+        from .render.json import to_json
+
+        _emit(to_json(report), chosen, ascii_only, output)
+    else:
+        from .render.sizes import sizes_text
+
+        _emit(sizes_text(report), chosen, ascii_only, output)
+    if any(not t.runs for t in report.tried):
+        raise typer.Exit(1)
+
+
+def _symbolic(inputs: list[str] | None) -> bool:
+    from .symbolic import has_symbols
+
+    return has_symbols(parse_inputs(inputs or []))
+
+
+def _fc_symbolic(model: str, inputs: list[str] | None, args: list[str] | None, device: str, timeout: float,
+                 config: str | None) -> tuple[Trace, BaseException | None, Any]:
+    """fc-size with sizes as names: a symbolic trace, then each Linear's formula and the sizes it fits."""
+    specs = parse_inputs(inputs or [])
+    dev = parse_device(device)
+    with _model_session(model, args, timeout, config) as source:
+        from .fcsym import symbolic_fc
+        from .run import RunOptions
+        from .symbolic import source_target
+
+        target, more = source_target(source)
+        return symbolic_fc(target, specs, RunOptions(device=dev, timeout=timeout or None), [*source.notes, *more])
 
 
 @app.command(cls=_Command, short_help="Your forward's source with each line's shape as a comment.")

@@ -49,6 +49,12 @@ def _rnn_layer_flops(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) ->
     return 2 * steps * (w_ih.numel() + w_hh.numel())
 
 
+def _count(n: Any) -> Any:
+    """A count as an int; a symbolic one (a SymInt, from a trace with symbolic sizes) stays a formula:
+    int() would fix its sizes to the sample values."""
+    return n if isinstance(n, torch.SymInt) else int(n)
+
+
 def _cpu_sdpa_flops(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> int:
     q, k, v = args[0], args[1], args[2]
     return sdpa_flops(_shape(q), _shape(k), _shape(v))
@@ -65,7 +71,7 @@ def op_flops(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any)
     packet = func.overloadpacket
     formula = flop_counter.flop_registry.get(packet)
     if formula is not None:
-        return int(formula(*args, **kwargs, out_val=out))
+        return _count(formula(*args, **kwargs, out_val=out))
     name = packet.__name__
     extra = _EXTRA.get(name)
     if extra is not None:
@@ -94,7 +100,7 @@ class CostCounter(TorchDispatchMode):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         flops = op_flops(func, args, kwargs, out)
-        if flops != 0:
+        if flops is None or type(flops) is not int or flops != 0:  # a SymInt compared would make a guard
             self.sink(flops, str(func.overloadpacket))
         return out
 
@@ -125,14 +131,14 @@ def _product(left: torch.Tensor, out: Any) -> int:
     """``left @ right`` as aten runs it (mm or bmm over the broadcast batch): torch's ``mm_flop`` with the
     batch and rows folded into M."""
     k, n = left.shape[-1], out.shape[-1]
-    return int(_MM_FLOP((out.numel() // n, k), (k, n)))
+    return _count(_MM_FLOP((out.numel() // n, k), (k, n)))
 
 
 def sdpa_flops(q: tuple[int, ...], k: tuple[int, ...], v: tuple[int, ...]) -> int:
     """torch's ``sdpa_flop_count``: ``q @ k^T`` and ``attention @ v`` as two bmm over batch x heads."""
     b, h, s_q, d_q = q
     s_k, d_v = k[2], v[3]
-    return int(_BMM_FLOP((b * h, s_q, d_q), (b * h, d_q, s_k)) + _BMM_FLOP((b * h, s_q, s_k), (b * h, s_k, d_v)))
+    return _count(_BMM_FLOP((b * h, s_q, d_q), (b * h, d_q, s_k)) + _BMM_FLOP((b * h, s_q, s_k), (b * h, s_k, d_v)))
 
 
 def _linear(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Formula | object:
@@ -170,7 +176,7 @@ def _attention(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Formula | objec
     q, k, v = (_arg(args, kwargs, i, name) for i, name in enumerate(("query", "key", "value")))
     tensors = (q, k, v)
     if not all(isinstance(t, torch.Tensor) and t.dim() == 4 for t in tensors) or kwargs.get("enable_gqa") or \
-            len({(t.shape[0], t.shape[1]) for t in tensors}) != 1:
+            any(tuple(t.shape[:2]) != tuple(q.shape[:2]) for t in tensors):  # no set: a symbolic size has no hash
         return DISPATCH  # broadcast or grouped heads: the kernel's own shapes decide
     # every kernel (math: two bmm; CPU flash: _EXTRA; CUDA flash and efficient) is priced by this formula
     return lambda _a, _k, out: sdpa_flops(tuple(q.shape), tuple(k.shape), tuple(v.shape))
@@ -186,7 +192,7 @@ def _conv(transposed: bool) -> Callable[[tuple[Any, ...], dict[str, Any]], Formu
             batched = x.dim() == w.dim()  # an unbatched input runs as a batch of one
             x_shape = list(x.shape) if batched else [1, *x.shape]
             out_shape = list(out.shape) if batched else [1, *out.shape]
-            return int(flop_counter.conv_flop_count(x_shape, list(w.shape), out_shape, transposed=transposed))
+            return _count(flop_counter.conv_flop_count(x_shape, list(w.shape), out_shape, transposed=transposed))
         return formula
     return price
 

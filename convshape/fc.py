@@ -86,8 +86,8 @@ def describe_origin(features: int, origin: FlattenOrigin | None) -> str:
     if origin is None:
         return str(features)
     text = str(features)
-    if len(origin.factors) > 1:
-        text += " = " + " x ".join(map(str, origin.factors))
+    if len(origin.factors) > 1:  # a factor that is a formula (a symbolic size) goes in parentheses
+        text += " = " + " x ".join(f"({f})" if " " in str(f) else str(f) for f in origin.factors)
     if origin.producer:
         text += f" from {origin.producer}" + (f" at {origin.producer_source}" if origin.producer_source
                                              else "")

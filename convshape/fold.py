@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .records import Row, Shape, Trace
+from .symbolic_records import SizeExpr
 
 _NUMBERED = re.compile(r"^(.*?)(\d+)$")  # "layers.12" -> ("layers.", "12")
 
@@ -79,7 +80,13 @@ def _signature(rows: Sequence[Row], start: int, stop: int) -> Hashable:
 
 
 def _sum(values: list[int | None]) -> int | None:
-    return None if any(v is None for v in values) else sum(values)  # type: ignore[arg-type]
+    if any(v is None for v in values):
+        return None
+    total = sum(values)  # type: ignore[arg-type]
+    first = values[0]
+    if isinstance(first, SizeExpr) and all(isinstance(v, SizeExpr) and v.expr == first.expr for v in values):
+        return SizeExpr(total, f"{len(values)} * ({first.expr})")  # symbolic sizes: n equal members' formula
+    return total
 
 
 def find_groups(trace: Trace) -> tuple[Group, ...]:

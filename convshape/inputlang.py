@@ -4,7 +4,9 @@ One ``--input`` is one forward argument, positional in order, or a keyword one a
 A VALUE is:
 
 - a tensor: ``SHAPE[:DTYPE][:FILL]`` -- ``64x784``, ``2x16:int64``, ``2x16:int64:randint(30522)``,
-  ``1x128:int64:ones``. A bare whole number is a 1-D shape: ``5`` is a tensor of shape [5].
+  ``1x128:int64:ones``. A bare whole number is a 1-D shape: ``5`` is a tensor of shape [5]. A name in
+  place of a number is a symbolic size (``Bx1xHxW``, ``Bx128:int64``): a letter or a word without an ``x``
+  in it (``B``, ``H``, ``seq``); the same name in two places is the same size (:mod:`convshape.symbolic`).
 - a container of values, nested: ``[3x320x320, 3x240x320]`` (list), ``(2x3x8, 2x3x8)`` (tuple, Python's
   rules: ``(x,)`` for one item), ``{"image": 1x3x224x224, "mask": 1x224x224:bool}`` (dict; keys quoted,
   or bare names).
@@ -43,6 +45,9 @@ _INT = re.compile(r"[+-]?[0-9]+")
 _FLOAT = re.compile(r"[+-]?([0-9]+\.[0-9]*|\.[0-9]+|[0-9]+(?=[eE]))([eE][+-]?[0-9]+)?")
 _LEGACY = re.compile(r"\s*[0-9]+(\s*,\s*[0-9]+)+\s*(:[^\[\](){}=,]*)*")  # 64,784[:dtype]: commas as x
 _CLOSE = {"[": "]", "(": ")", "{": "}"}
+_SIZE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # a symbolic size: B, H, seq (split on x, so no x in it)
+_DIM_SEP = re.compile(r"[xX×]")
+SYMBOLIC_COMMANDS = "trace, fc-size and sizes"
 
 
 @dataclass(frozen=True)
@@ -66,9 +71,10 @@ class _Token:
 
 
 class _Parser:
-    def __init__(self, text: str, option: str = "--input") -> None:
+    def __init__(self, text: str, option: str = "--input", symbolic: bool = True) -> None:
         self.text = text
         self.option = option
+        self.symbolic = symbolic  # whether a name may stand for a size (Bx1xHxW)
         self.tokens = self._tokenize()
         self.pos = 0
 
@@ -278,15 +284,24 @@ class _Parser:
         self.check_fill(fill, dtype)
         return InputSpec(shape, dtype, fill)
 
-    def shape(self, text: str) -> tuple[int, ...]:
-        dims: list[int] = []
-        for part in text.lower().replace("×", "x").split("x"):
+    def shape(self, text: str) -> tuple[int | str, ...]:
+        dims: list[int | str] = []
+        for part in _DIM_SEP.split(text):
             part = part.strip()
+            if _SIZE_NAME.fullmatch(part):
+                if not self.symbolic:
+                    raise self.fail(f"{shown(part, 20)} is a symbolic size; symbolic sizes work with "
+                                    f"{SYMBOLIC_COMMANDS}, here give a number", INPUT_FORM)
+                dims.append(part)
+                continue
             if not _INT.fullmatch(part):
                 if not part:
                     what = "an empty dimension"
                 elif any(c.isdigit() for c in part) and not any(c.isdigit() and c.isascii() for c in part):
                     what = f"{shown(part, 20)}, not a whole number in ASCII digits 0-9"
+                elif self.symbolic and (part[:1].isalpha() or part[:1] == "_"):
+                    what = (f"{shown(part, 20)}, neither a whole number nor a size name (a size name is letters, "
+                            "digits and _, starting with a letter, with no x in it: B, H, seq)")
                 else:
                     what = f"{shown(part, 20)}, not a whole number"
                 raise self.fail(f"got {what}", INPUT_FORM)
@@ -294,8 +309,9 @@ class _Parser:
             if value <= 0:
                 raise self.fail(f"dimension {value} must be a positive size", INPUT_FORM)
             dims.append(value)
-        if math.prod(dims) > MAX_DIM:
-            raise self.fail(f"the shape is too large ({math.prod(dims):.3g} elements; at most {MAX_DIM:.3g})",
+        known = [d for d in dims if isinstance(d, int)]
+        if math.prod(known) > MAX_DIM:
+            raise self.fail(f"the shape is too large ({math.prod(known):.3g} elements; at most {MAX_DIM:.3g})",
                             INPUT_FORM)
         return tuple(dims)
 
@@ -365,7 +381,7 @@ def parse_tensor(text: str, option: str = "--input") -> InputSpec:
     if _LEGACY.fullmatch(text):
         shape, _, rest = text.partition(":")
         text = shape.replace(",", "x") + (":" + rest if rest else "")
-    parser = _Parser(text, option)
+    parser = _Parser(text, option, symbolic=False)
     first = parser.peek()
     if first is None:
         raise parser.fail("got an empty dimension", INPUT_FORM)

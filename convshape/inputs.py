@@ -106,7 +106,7 @@ def input_bytes(given: Inputs | Sequence[Any]) -> int:
         if isinstance(s, torch.Tensor):
             total += s.numel() * s.element_size()
         elif isinstance(s, InputSpec):
-            total += math.prod(s.shape) * ITEMSIZE[s.dtype]
+            total += math.prod(d for d in s.shape if isinstance(d, int)) * ITEMSIZE[s.dtype]
     return total
 
 
@@ -118,6 +118,14 @@ def default_fill(dtype: torch.dtype) -> Fill:
     return DEFAULT_FILLS["int"]
 
 
+def concrete_shape(spec: InputSpec) -> tuple[int, ...]:
+    """The spec's shape as numbers; a symbolic size (a name) here is an error: only a symbolic trace takes one."""
+    if spec.symbolic:
+        raise InputSpecError(f"input {spec}: a size given as a name is symbolic; convshape trace, fc-size and "
+                             "sizes take those, this command needs numbers")
+    return tuple(int(d) for d in spec.shape)
+
+
 def make_input(spec: InputSpec, device: torch.device, generator: torch.Generator | None = None) -> torch.Tensor:
     """A tensor of the spec's shape holding its fill (none given: the dtype's default, ``DEFAULT_FILLS``).
 
@@ -125,22 +133,23 @@ def make_input(spec: InputSpec, device: torch.device, generator: torch.Generator
     On meta the tensor holds no values and the fill does not matter.
     """
     dtype = getattr(torch, DTYPES[spec.dtype])
+    shape = concrete_shape(spec)
     if device.type == "meta":
-        return torch.empty(spec.shape, dtype=dtype, device=device)
+        return torch.empty(shape, dtype=dtype, device=device)
     fill = spec.fill or default_fill(dtype)
     if fill.kind == "const":
-        return torch.full(spec.shape, fill.args[0], dtype=dtype, device=device)
+        return torch.full(shape, fill.args[0], dtype=dtype, device=device)
     gen = generator if generator is not None else torch.Generator().manual_seed(SEED)
     if fill.kind == "randint":
         low, high = int(fill.args[0]), int(fill.args[1])
         if dtype is torch.bool:
-            made = torch.randint(low, high, spec.shape, generator=gen) > 0
+            made = torch.randint(low, high, shape, generator=gen) > 0
         else:
-            made = torch.randint(low, high, spec.shape, dtype=dtype, generator=gen)
+            made = torch.randint(low, high, shape, dtype=dtype, generator=gen)
     elif fill.kind == "rand":
-        made = torch.rand(spec.shape, dtype=dtype, generator=gen)
+        made = torch.rand(shape, dtype=dtype, generator=gen)
     else:
-        made = torch.randn(spec.shape, dtype=dtype, generator=gen)
+        made = torch.randn(shape, dtype=dtype, generator=gen)
     return made.to(device)
 
 

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from .symbolic_records import expr_of
+
+if TYPE_CHECKING:
+    from .symbolic_records import Symbols
 
 TRACE_SCHEMA = "convshape.trace/1"
 PARAMS_SCHEMA = "convshape.params/1"
@@ -142,6 +147,7 @@ class Trace:
     costs_counted: bool = False  # whether macs/flops were counted (trace --costs)
     values: tuple[InputValue, ...] = ()  # the plain (non-tensor) forward arguments: 'bilinear', 0.5, None
     train: bool = False  # whether the pass ran in training mode (--train)
+    symbols: Symbols | None = None  # with symbolic sizes (--input Bx1xHxW): sample sizes, where symbols stopped
 
     @property
     def ok(self) -> bool:
@@ -181,7 +187,16 @@ class Trace:
         for r in self.rows:
             d = r.to_dict()
             d["group"] = group_of.get(r.index)
+            if self.symbols is not None:  # the formulas beside the numbers (the numbers: at the sample sizes)
+                d["input_exprs"] = [[expr_of(v) for v in s] for s in r.input_shapes]
+                d["output_exprs"] = [[expr_of(v) for v in s] for s in r.output_shapes]
+                d["macs_expr"] = None if r.macs is None else expr_of(r.macs)
+                d["flops_expr"] = None if r.flops is None else expr_of(r.flops)
             rows.append(d)
+        extra = {} if self.symbols is None else {"symbols": {
+            **self.symbols.to_dict(),
+            "input_exprs": [[expr_of(v) for v in i.shape] for i in self.inputs],
+            "macs_expr": None if self.macs is None else expr_of(self.macs)}}
         return {
             "schema": TRACE_SCHEMA,
             "model": self.model,
@@ -195,6 +210,7 @@ class Trace:
                        "activation_bytes": self.activation_bytes},
             "error": self.error.to_dict() if self.error else None,
             "notes": list(self.notes),
+            **extra,
         }
 
     # How a trace shows itself: the table (str, print, rich) and an HTML report (Jupyter).
@@ -291,6 +307,12 @@ class LinearCheck:
     fix: str | None
     produced_by: str | None = None  # the op or layer whose output this Linear receives
     produced_at: str | None = None
+    # with symbolic sizes (--input Bx1xHxW): in_features as a formula, the sizes where the declared value holds
+    # (boxes: {"H": "28..31", "W": "28..31"}), that in words, and what to write to take any size
+    required_formula: str | None = None
+    fits: tuple[dict[str, str], ...] | None = None
+    fits_text: str | None = None
+    suggestions: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         d = _lists(asdict(self))

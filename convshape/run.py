@@ -44,6 +44,7 @@ from .loader import ModelSource
 from .params import totals_of, totals_over
 from .records import Trace
 from .structure import Structure, set_training, walk
+from .symbolic import has_symbols, trace_module_symbolic, trace_source_symbolic
 from .text import si_bytes
 from .tracer import MAX_ROWS, Recorder, raised_by_convshape
 
@@ -175,6 +176,8 @@ def trace_module(model: nn.Module, inputs: Sequence[InputLike] | Inputs, options
     ``inputs`` are the positional inputs (or a parsed :class:`Inputs`), ``kwargs`` the keyword ones."""
     specs = as_inputs(inputs, kwargs)
     _check(model, specs)
+    if has_symbols(specs):  # Bx1xHxW: a shape-only copy runs with symbolic sizes
+        return trace_module_symbolic(model, specs, options, label or type(model).__name__, notes)
     found = walk(model)
     home = found.device() or inputs_device(specs)
     target = home if options.device == "auto" else torch.device(options.device)
@@ -221,6 +224,8 @@ def trace_source(source: ModelSource, inputs: Sequence[InputLike] | Inputs, opti
     known = source.model_class or (source.obj if isinstance(source.obj, type) else None)
     if known is not None:
         _check(known, specs, unbound=True)  # before anything is built
+    if has_symbols(specs):  # Bx1xHxW: built on meta, run shape-only with symbolic sizes
+        return trace_source_symbolic(source, specs, options, notes)
     if options.device != "auto":
         device = torch.device(options.device)
         check_device(device)

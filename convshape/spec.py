@@ -53,11 +53,17 @@ class Fill:
 
 @dataclass(frozen=True)
 class InputSpec:
-    """One input tensor: its shape, torch dtype name and how its values are made (None: the dtype's default)."""
+    """One input tensor: its shape, torch dtype name and how its values are made (None: the dtype's default).
 
-    shape: tuple[int, ...]
+    A dimension given as a name (``"H"``) is a symbolic size (see :mod:`convshape.symbolic`)."""
+
+    shape: tuple[int | str, ...]
     dtype: str = "float32"
     fill: Fill | None = None
+
+    @property
+    def symbolic(self) -> bool:
+        return any(isinstance(d, str) for d in self.shape)
 
     def __str__(self) -> str:
         text = "x".join(map(str, self.shape)) + ("" if self.dtype == "float32" else f":{self.dtype}")

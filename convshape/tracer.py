@@ -492,7 +492,7 @@ class Recorder(TorchFunctionMode):
                 with _NO_TORCH_FUNCTION():  # modes below this one (torch.device("meta")) need not see t.shape
                     self._function_row(func, args, kwargs, out, caller, flops)
                 return out
-        if flops != 0 and self.stack:  # torch's own call inside a module, or no tensor to show it on
+        if (type(flops) is not int or flops != 0) and self.stack:  # a SymInt (symbolic sizes): no guard
             row = self.stack[-1]
             row.own_flops = _plus(row.own_flops, flops)
         return out

@@ -42,6 +42,8 @@ EXAMPLE_CASES: dict[str, tuple[Path, str, list[str], bool]] = {  # file, name, i
     "resnet50": (EXAMPLES / "resnet50.py", "ResNet50", ["1x3x224x224"], True),
     "gpt2": (EXAMPLES / "gpt2_small.py", "GPT", ["1x64:int64"], True),
     "llama": (EXAMPLES / "llama.py", "llama_tiny", ["2x9:int64"], False),
+    "mnist_images": (EXAMPLES / "mnist_images.py", "M", ["2x1x28x28"], False),
+    "unet": (EXAMPLES / "unet.py", "UNet", ["1x3x32x32"], False),
 }
 
 

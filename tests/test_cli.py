@@ -167,7 +167,9 @@ def test_unimportable_module() -> None:
 
 @pytest.mark.parametrize("spec,start", [
     ("64x", "error: --input '64x': got an empty dimension; expected NxCxHxW[:DTYPE]"),
-    ("ax3", "error: --input 'ax3': got 'a', not a whole number; expected NxCxHxW[:DTYPE]"),
+    # a letter is a symbolic size now (Bx1xHxW): a decimal is still not a size
+    ("3.5x3", "error: --input '3.5x3': got '3.5', not a whole number; expected NxCxHxW[:DTYPE]"),
+    ("a-1x3", "error: --input 'a-1x3': got 'a-1', neither a whole number nor a size name"),
     ("0x3", "error: --input '0x3': dimension 0 must be a positive size; expected NxCxHxW[:DTYPE]"),
     ("-1x3", "error: --input '-1x3': dimension -1 must be a positive size; expected NxCxHxW[:DTYPE]"),
     ("64x784:floaty", "error: --input '64x784:floaty': unknown dtype 'floaty'; expected one of"),

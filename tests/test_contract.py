@@ -33,6 +33,11 @@ COMMANDS = [
     ["fc-size", str(EXAMPLES / "broken_fc.py"), "-i", "64x784"],
     ["fc-size", f"{ASSETS / 'failing.py'}:BothWrong", "-i", "2x3x16x16"],
     ["fc-size", f"{ASSETS / 'failing.py'}:WrongChannels", "-i", "2x1x28x28"],
+    ["trace", str(EXAMPLES / "mnist_images.py"), "-i", "Bx1xHxW", "--explain"],  # symbolic sizes
+    ["trace", f"{EXAMPLES / 'llama.py'}:llama_tiny", "-i", "1xS:int64"],
+    ["trace", f"{ASSETS / 'symbolic.py'}:ItemSized", "-i", "2xN"],  # symbols stop at .item()
+    ["fc-size", str(EXAMPLES / "mnist_images.py"), "-i", "1x1xHxW"],
+    ["sizes", str(EXAMPLES / "mnist_images.py"), "-i", "1x1xHxW", "--limit", "40", "--try", "28,32"],
     ["layer", "nn.Conv2d(3, 10, 2, 2)", "-i", "1x3x32x32"],
     ["layer", "nn.Conv2d(3, 10, 2, 2)", "-i", "1x4x32x32"],  # a failure
 ]

@@ -75,6 +75,8 @@ def same_inputs(texts: list[str]) -> tuple[tuple[Any, ...], dict[str, Any]]:
     ("flag=True", ("flag", True)),
     ("size=literal((4, 4))", ("size", Value((4, 4)))),
     ("64,784", (None, InputSpec((64, 784)))),  # the old comma form
+    ("Bx1xHxW", (None, InputSpec(("B", 1, "H", "W")))),  # names are symbolic sizes
+    ("mask=BxS:bool", ("mask", InputSpec(("B", "S"), "bool"))),
 ])
 def test_language_forms(text: str, expected: tuple[str | None, Any]) -> None:
     assert parse_argument(text) == expected
@@ -82,7 +84,7 @@ def test_language_forms(text: str, expected: tuple[str | None, Any]) -> None:
 
 @pytest.mark.parametrize("text,start", [
     ("64x", "--input '64x': got an empty dimension; expected NxCxHxW[:DTYPE]"),
-    ("ax3", "--input 'ax3': got 'a', not a whole number; expected NxCxHxW[:DTYPE]"),
+    ("a-1x3", "--input 'a-1x3': got 'a-1', neither a whole number nor a size name"),  # ax3 is symbolic now
     ("--5x3", "--input '--5x3': got '--5', not a whole number; expected NxCxHxW[:DTYPE]"),
     ("²x3", "--input '²x3': got '²', not a whole number in ASCII digits 0-9; expected NxCxHxW"),
     ("５x3", "--input '５x3': got '５', not a whole number in ASCII digits 0-9; expected NxCxHxW"),

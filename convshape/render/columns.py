@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 
 from ..errors import InputSpecError
 from ..records import Shape, Trace
+from ..symbolic_records import SizeExpr
 from ..text import count_text, shape_text, si_bytes, si_count
 from .view import ViewRow
 
@@ -142,6 +143,8 @@ def cell(key: str, vr: ViewRow, trace: Trace, style: Style) -> Cell:
             return "--", ""
         if vr.macs is None:
             return "unknown", "yellow"
+        if isinstance(vr.macs, SizeExpr):  # a symbolic trace: the count as a formula of the sizes
+            return str(vr.macs), ""
         return (short_count(vr.macs) if style.short_counts else si_count(vr.macs)), ""
     if key == "memory":
         return si_bytes(vr.output_bytes), ""

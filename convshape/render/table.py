@@ -14,6 +14,7 @@ from ..records import Failure, FcReport, ParamReport, Totals, Trace
 
 if TYPE_CHECKING:
     from ..layer import LayerReport
+from ..symbolic_records import SizeExpr
 from ..text import failure_parts, megabytes, shape_text, shapes_text, si_bytes, si_count
 from .columns import default_columns, lay_out
 from .grid import grid
@@ -32,6 +33,29 @@ def _totals(totals: Totals, text: Text) -> None:
 def _notes(notes: tuple[str, ...], text: Text) -> None:
     for note in notes:
         text.append(f"note: {note}\n", style="yellow")
+
+
+def symbols_text(trace: Trace, text: Text) -> None:
+    """What a symbolic trace adds under the table: the sample sizes behind the numbers, equal sizes, where
+    symbols stopped."""
+    sym = trace.symbols
+    assert sym is not None
+    sample = ", ".join(f"{k}={v}" for k, v in sym.sample.items())
+    text.append(f"Symbolic sizes {', '.join(sym.names)}: shapes and MACs are formulas; the numbers (counts, "
+                f"memory) are at {sample}\n", style="dim")
+    if sym.sample_note:
+        text.append(f"{sym.sample_note}\n", style="dim")
+    for name, formula in (sym.equal or {}).items():
+        text.append(f"the model needs {name} = {formula}\n", style="yellow")
+    own = [r for r in sym.requirements if r.in_your_code]
+    if own:  # an if on a size in the model's code: other sizes take another path, with other formulas
+        conditions = "; ".join(f"{r.condition}" + (f" ({r.source})" if r.source else "") for r in own[:6])
+        text.append(f"the formulas hold where {conditions}: your code decides on these sizes there, and other "
+                    "sizes take another path (trace with such a size to see it)\n", style="yellow")
+    if sym.stop is not None:
+        where = ", ".join(x for x in (sym.stop.layer, sym.stop.source) if x)
+        text.append(f"symbols stop at row {sym.stop.row}{f' ({where})' if where else ''}: {sym.stop.reason}\n",
+                    style="yellow")
 
 
 def failure_text(failure: Failure, text: Text | None = None) -> Text:
@@ -84,8 +108,11 @@ def trace_table(trace: Trace, depth: int | None = None, functions: bool = True, 
     _totals(trace.totals, prose)
     if show_costs:
         flops = f" ({si_count(trace.flops)}FLOPs)" if trace.flops is not None else ""
-        prose.append(f"Total MACs: {si_count(trace.macs)}{flops}\n"
+        formula = f"{trace.macs} = " if isinstance(trace.macs, SizeExpr) else ""
+        prose.append(f"Total MACs: {formula}{si_count(trace.macs)}{flops}\n"
                      f"Activations, one forward: {si_bytes(trace.activation_bytes)}\n")
+    if trace.symbols is not None:
+        symbols_text(trace, prose)
     folded = [vr.group for vr in view if vr.group is not None]
     if folded:
         names = ", ".join(f"{g.name} ({g.count} x {g.op})" for g in folded[:3])
@@ -208,8 +235,15 @@ def fc_table(report: FcReport, width: int | None = None) -> Text:
     text = fit_grid(*fc_grid(report), width)
     prose = Text()
     wrong = [c for c in report.layers if not c.ok]
+    symbolic = [c for c in report.layers if c.fits_text]
     if not report.layers:
         prose.append("\nno nn.Linear was reached in the forward pass\n")
+    elif symbolic:  # sizes as names: which sizes each declared in_features fits, and how to take any size
+        for c in symbolic:
+            prose.append(f"\n{c.fits_text}\n", style="bold")
+            prose.append(f"  {c.name} receives in_features = {c.required_formula}\n")
+            for idea in c.suggestions:
+                prose.append(f"  any size: {idea}\n", style="dim")
     elif wrong:
         prose.append("\n" + "\n".join(f"fix: {c.name} = {c.fix}" for c in wrong) + "\n", style="bold")
     else:

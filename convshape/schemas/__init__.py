@@ -7,7 +7,8 @@ from importlib import resources
 from typing import Any
 
 FILES = {"convshape.trace/1": "trace.json", "convshape.params/1": "params.json",
-         "convshape.fc-size/1": "fc-size.json", "convshape.layer/1": "layer.json"}
+         "convshape.fc-size/1": "fc-size.json", "convshape.layer/1": "layer.json",
+         "convshape.sizes/1": "sizes.json"}
 
 
 def schema_for(tag: str) -> dict[str, Any]:
