@@ -124,18 +124,23 @@ def _classified(frames: dict[CodeType, int], classify: Callable[[str], int], cod
     return kind
 
 
-def _module_caller(frame: FrameType | None) -> FrameType | None:
-    """The user frame that called a module, or None when torch's code (a Sequential) called it."""
-    frames = _MODULE_FRAMES
+def _caller(frame: FrameType | None, frames: dict[CodeType, int], classify: Callable[[str], int]
+            ) -> FrameType | None:
+    """The first frame outward that ``classify`` does not look past: a user frame, or None for torch's."""
     while frame is not None:
         code = frame.f_code
         kind = frames.get(code)
         if kind is None:
-            kind = _classified(frames, _module_frame, code)
+            kind = _classified(frames, classify, code)
         if kind:
             return frame if kind == _USER else None
         frame = frame.f_back
     return None
+
+
+def _module_caller(frame: FrameType | None) -> FrameType | None:
+    """The user frame that called a module, or None when torch's code (a Sequential) called it."""
+    return _caller(frame, _MODULE_FRAMES, _module_frame)
 
 
 def _direct_caller(frame: FrameType | None) -> FrameType | None:
@@ -144,16 +149,7 @@ def _direct_caller(frame: FrameType | None) -> FrameType | None:
     Frames in torch's thin dispatch wrappers (``F.relu`` -> ``handle_torch_function``) are skipped;
     any other torch frame on the way (``nn.Conv2d.forward``) means the call is torch-internal.
     """
-    frames = _FUNCTION_FRAMES
-    while frame is not None:
-        code = frame.f_code
-        kind = frames.get(code)
-        if kind is None:
-            kind = _classified(frames, _function_frame, code)
-        if kind:
-            return frame if kind == _USER else None
-        frame = frame.f_back
-    return None
+    return _caller(frame, _FUNCTION_FRAMES, _function_frame)
 
 
 _ATTR_ORDER = {key: i for i, key in enumerate(diagnose.LAYER_ATTRS)}
