@@ -95,16 +95,11 @@ def available_memory() -> int | None:
         return None
 
 
-def state_bytes(model: nn.Module) -> int:
+def state_bytes(model: nn.Module | Structure) -> int:
     """Bytes of the model's parameters and buffers (each tensor once; lazy ones count 0)."""
-    seen: set[int] = set()
-    total = 0
-    for t in (*model.parameters(), *model.buffers()):
-        if id(t) in seen or isinstance(t, (UninitializedParameter, UninitializedBuffer)):
-            continue
-        seen.add(id(t))
-        total += t.numel() * t.element_size()
-    return total
+    found = model if isinstance(model, Structure) else walk(model)
+    return sum(t.numel() * t.element_size() for t in (*found.parameters, *found.buffers)
+               if not isinstance(t, (UninitializedParameter, UninitializedBuffer)))
 
 
 @contextlib.contextmanager
@@ -241,11 +236,12 @@ def trace_source(source: ModelSource, inputs: Sequence[InputLike] | Inputs, opti
         notes.append(f"it could not be built on meta ({safe_str(e).splitlines()[0][:160]}); built on cpu")
         return _on_cpu(source, specs, options, notes)
     _check(meta_model, specs)
-    weights, data = state_bytes(meta_model), input_bytes(specs)
+    found = walk(meta_model)
+    weights, data = state_bytes(found), input_bytes(specs)
     if weights <= SMALL_MODEL_BYTES and data <= SMALL_INPUT_BYTES:
-        del meta_model
+        del meta_model, found
         return _on_cpu(source, specs, options, notes)
-    ran = _one_pass(meta_model, specs, torch.device("meta"), options, source.label, notes)
+    ran = _one_pass(meta_model, specs, torch.device("meta"), options, source.label, notes, found=found)
     reason = _meta_fallback_reason(ran)
     if reason is None:
         return ran
@@ -258,5 +254,5 @@ def trace_source(source: ModelSource, inputs: Sequence[InputLike] | Inputs, opti
             "meta-friendly or use a machine with more memory"
         )
     notes.append(f"meta could not run this model ({reason}); traced on cpu instead")
-    del meta_model, ran
+    del meta_model, found, ran
     return _on_cpu(source, specs, options, notes)
