@@ -145,31 +145,20 @@ def _linear(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Formula | object:
     x, w = _arg(args, kwargs, 0, "input"), _arg(args, kwargs, 1, "weight")
     if not _matrices(x, w) or w.dim() != 2:
         return DISPATCH  # a vector input runs as mv: priced as aten prices it
-    return lambda a, k, out: _product(x, out)
+    return lambda _a, _k, out: _product(x, out)
 
 
-def _matmul(left_index: int) -> Callable[[tuple[Any, ...], dict[str, Any]], Formula | object]:
+def _matrix_product(first: tuple[int, str], second: tuple[int, str], left: int = 0
+                    ) -> Callable[[tuple[Any, ...], dict[str, Any]], Formula | object]:
+    """A pricer for a product of the operands at ``first`` and ``second`` (position, keyword name); ``left``
+    says which of the two is the left factor (1 for ``__rmatmul__``)."""
     def price(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Formula | object:
-        a, b = _arg(args, kwargs, 0, "input"), _arg(args, kwargs, 1, "other" if left_index == 0 else "mat2")
+        a, b = _arg(args, kwargs, *first), _arg(args, kwargs, *second)
         if not _matrices(a, b):
             return DISPATCH
-        left = (a, b)[left_index]
-        return lambda _a, _k, out: _product(left, out)
+        factor = (a, b)[left]
+        return lambda _a, _k, out: _product(factor, out)
     return price
-
-
-def _addmm(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Formula | object:
-    m1, m2 = _arg(args, kwargs, 1, "mat1"), _arg(args, kwargs, 2, "mat2")
-    if not _matrices(m1, m2):
-        return DISPATCH
-    return lambda _a, _k, out: _product(m1, out)
-
-
-def _baddbmm(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Formula | object:
-    b1, b2 = _arg(args, kwargs, 1, "batch1"), _arg(args, kwargs, 2, "batch2")
-    if not _matrices(b1, b2):
-        return DISPATCH
-    return lambda _a, _k, out: _product(b1, out)
 
 
 def _attention(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Formula | object:
@@ -227,7 +216,7 @@ squeeze stack std std_mean sub subtract sum swapaxes swapdims t take take_along_
 tensor tensor_split threshold tile to tolist topk transpose tril triu true_divide trunc type type_as unbind
 unflatten unfold unique unique_consecutive unsqueeze upsample upsample_bilinear upsample_nearest var var_mean
 view view_as vsplit vstack where xlogy zero_ zeros zeros_like dim stride storage_offset is_contiguous
-element_size data_ptr is_nested get_device new dtype device shape ndim ndimension nelement __len__ __bool__
+element_size data_ptr is_nested get_device new ndimension nelement __len__ __bool__
 __float__ __int__ __index__ __format__ __getitem__ __setitem__ __iter__ __contains__ __reversed__ __hash__
 __add__ __radd__ __iadd__ __sub__ __rsub__ __isub__ __mul__ __rmul__ __imul__ __truediv__ __rtruediv__
 __itruediv__ __div__ __rdiv__ __floordiv__ __rfloordiv__ __ifloordiv__ __mod__ __rmod__ __pow__ __rpow__
@@ -237,10 +226,13 @@ __iand__ __or__ __ror__ __ior__ __xor__ __rxor__ __ixor__ __lshift__ __rshift__
 
 _PRICED: dict[Any, Callable[[tuple[Any, ...], dict[str, Any]], Formula | object]] = {
     F.linear: _linear,
-    torch.matmul: _matmul(0), torch.Tensor.matmul: _matmul(0), torch.Tensor.__matmul__: _matmul(0),
-    torch.Tensor.__rmatmul__: _matmul(1),
-    torch.mm: _matmul(0), torch.Tensor.mm: _matmul(0), torch.bmm: _matmul(0), torch.Tensor.bmm: _matmul(0),
-    torch.addmm: _addmm, torch.Tensor.addmm: _addmm, torch.baddbmm: _baddbmm, torch.Tensor.baddbmm: _baddbmm,
+    **dict.fromkeys((torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__),
+                    _matrix_product((0, "input"), (1, "other"))),
+    torch.Tensor.__rmatmul__: _matrix_product((0, "input"), (1, "other"), left=1),
+    **dict.fromkeys((torch.mm, torch.Tensor.mm, torch.bmm, torch.Tensor.bmm),
+                    _matrix_product((0, "input"), (1, "mat2"))),
+    **dict.fromkeys((torch.addmm, torch.Tensor.addmm), _matrix_product((1, "mat1"), (2, "mat2"))),
+    **dict.fromkeys((torch.baddbmm, torch.Tensor.baddbmm), _matrix_product((1, "batch1"), (2, "batch2"))),
     F.scaled_dot_product_attention: _attention,
     F.conv1d: _conv(False), F.conv2d: _conv(False), F.conv3d: _conv(False),
     F.conv_transpose1d: _conv(True), F.conv_transpose2d: _conv(True), F.conv_transpose3d: _conv(True),

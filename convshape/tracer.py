@@ -184,7 +184,6 @@ def raised_by_convshape(exc: BaseException) -> bool:
     return code.co_filename.startswith(OWN_DIR) and code is not _call_through.__code__
 
 
-
 # annotate needs each row's chain of user frames; other commands do not pay for it
 RECORD_FRAMES: contextvars.ContextVar[bool] = contextvars.ContextVar("convshape_record_frames", default=False)
 _COMPREHENSIONS = frozenset({"<listcomp>", "<genexpr>", "<setcomp>", "<dictcomp>"})
