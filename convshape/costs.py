@@ -192,7 +192,8 @@ def _conv(transposed: bool) -> Callable[[tuple[Any, ...], dict[str, Any]], Formu
 _ZERO_NAMES = """
 abs absolute acos acosh add addcdiv addcmul all amax amin angle any arange argmax argmin argsort as_strided
 as_tensor asin asinh atan atan2 atanh avg_pool1d avg_pool2d avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d
-adaptive_avg_pool3d adaptive_max_pool1d adaptive_max_pool2d adaptive_max_pool3d batch_norm bernoulli
+adaptive_avg_pool3d adaptive_max_pool1d adaptive_max_pool2d adaptive_max_pool3d adaptive_max_pool1d_with_indices
+adaptive_max_pool2d_with_indices adaptive_max_pool3d_with_indices batch_norm bernoulli
 bfloat16 bitwise_and bitwise_not bitwise_or bitwise_xor bool broadcast_to bucketize byte cat ceil celu char
 chunk clamp clamp_max clamp_min clip clone concat concatenate contiguous copy_ cos cosh count_nonzero cpu cuda
 cummax cummin cumprod cumsum deg2rad detach diag_embed diagonal diff digamma div divide double dropout

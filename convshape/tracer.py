@@ -29,6 +29,7 @@ from torch.overrides import TorchFunctionMode
 from . import diagnose
 from .cells import place
 from .costs import DISPATCH, CostCounter, plan
+from .leaves import ZERO, layer_plan
 from .oplabels import op_label
 from .params import numel
 from .paths import OWN_DIR, TORCH_DIR, is_user_file
@@ -44,6 +45,12 @@ _THIN_WRAPPERS = tuple(
 _LINEAR = F.linear
 _NO_TORCH_FUNCTION = torch._C.DisableTorchFunction
 _PARAMETER = nn.Parameter
+_MODES = torch._C._len_torch_function_stack
+_MODE_AT = torch._C._get_function_stack_at
+_POP_MODE = torch._C._pop_torch_function_stack
+_PUSH_MODE = torch._C._push_on_torch_function_stack
+_PRE_HOOKS = nn_module._global_forward_pre_hooks
+_POST_HOOKS = nn_module._global_forward_hooks
 # Row(...) goes through the NamedTuple's generated __new__ (defaults, keywords): a function row gives every field
 _new_row = tuple.__new__
 
@@ -72,12 +79,13 @@ class _Pending:
     alloc_bytes: int = 0
     site: int | None = None
     frames: tuple[tuple[str, int, int, str, int, int], ...] = ()
+    priced: Any = None  # a torch leaf run without the mode (leaves.py): ZERO or the formula of its one priced call
 
     def freeze(self, flops: int | None = None) -> Row:
-        return Row(self.index, self.kind, self.name, self.op, self.depth, self.input_shapes,
-                   self.output_shapes, self.output_dtypes, self.params, self.source, self.parent,
-                   self.inputs_from, self.call, self.failed, self.attrs, flops,
-                   None if flops is None else flops // 2, self.alloc_bytes, self.site, self.frames)
+        return _new_row(Row, (self.index, self.kind, self.name, self.op, self.depth, self.input_shapes,
+                              self.output_shapes, self.output_dtypes, self.params, self.source, self.parent,
+                              self.inputs_from, self.call, self.failed, self.attrs, flops,
+                              None if flops is None else flops // 2, self.alloc_bytes, self.site, self.frames))
 
 
 _WHERE: dict[tuple[str, int], str] = {}  # (file, line) -> "file.py:12": the same few lines, again and again
@@ -281,13 +289,16 @@ class Recorder(TorchFunctionMode):
         self._handles: list[Any] = []
         self.frames = RECORD_FRAMES.get()
         self._serials: dict[int, tuple[FrameType, int]] = {}  # comprehension frames seen (held for the pass)
+        self._off: _Pending | None = None  # the torch leaf running with this mode taken off the stack
 
     # -- interception lifecycle -------------------------------------------------------------
     def __enter__(self) -> Recorder:
         global current
         self._handles = [
             nn_module.register_module_forward_pre_hook(self._before_module),
-            nn_module.register_module_forward_hook(self._after_module, with_kwargs=True),
+            # always_call: torch runs it when the forward raises too (with 3 arguments), so a leaf that took
+            # the mode off always puts it back
+            nn_module.register_module_forward_hook(self._after_module, with_kwargs=True, always_call=True),
         ]
         self._counter = CostCounter(self._add_flops)
         try:
@@ -301,7 +312,10 @@ class Recorder(TorchFunctionMode):
                  tb: TracebackType | None) -> None:
         global current
         try:
-            super().__exit__(exc_type, exc, tb)
+            if self._off is None:
+                super().__exit__(exc_type, exc, tb)
+            else:  # a BaseException left a leaf while the mode was off the stack: it is not there to pop
+                self._off = None
         finally:
             self._remove_hooks()
             self._counter = None  # it holds a bound method of this recorder: no cycle outlives the pass
@@ -320,6 +334,7 @@ class Recorder(TorchFunctionMode):
             # torch's handle.remove() leaves the with_kwargs entry behind (torch 2.x); every later
             # torch.compile'd module would warn about a global hook that is gone
             nn_module._global_forward_hooks_with_kwargs.pop(handle.id, None)
+            nn_module._global_forward_hooks_always_called.pop(handle.id, None)
         self._handles = []
 
     # -- bookkeeping --------------------------------------------------------------------------
@@ -389,6 +404,8 @@ class Recorder(TorchFunctionMode):
     def _before_module(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         if self._busy:
             return
+        if self._off is not None:  # a leaf left by a BaseException the model caught: the mode goes back on
+            self._mode_on()
         if len(self.rows) >= self.max_rows:
             raise TooManyCalls(self.max_rows)
         self._busy = True
@@ -420,6 +437,17 @@ class Recorder(TorchFunctionMode):
             row.frames = _user_frames(caller, self._serials)
         self.rows.append(row)
         self.stack.append(row)
+        if not self.repair_linear and len(_PRE_HOOKS) == 1 and len(_POST_HOOKS) == 1:  # no one else's hooks
+            priced = layer_plan(module, args)
+            modes = _MODES()
+            if priced is not DISPATCH and modes and _MODE_AT(modes - 1) is self:  # (an empty stack: torch segfaults)
+                _POP_MODE()  # torch's own calls in this leaf are known: no need to see them
+                row.priced = priced
+                self._off = row
+
+    def _mode_on(self) -> None:
+        _PUSH_MODE(self)
+        self._off = None
 
     def _static_of(self, module: nn.Module) -> tuple[str, str, dict[str, Any], bool]:
         """(name, class name, layer arguments, whether to read them again next call): once per module."""
@@ -431,10 +459,15 @@ class Recorder(TorchFunctionMode):
         # a lazy layer's arguments change when its first forward sizes it
         return name, op, layer_attrs(module), op.startswith("Lazy")
 
-    def _after_module(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
-                      output: Any) -> None:
+    def _after_module(self, module: nn.Module, args: tuple[Any, ...], *given: Any) -> None:
+        off = self._off
+        if off is not None and off.module is module:
+            self._mode_on()
+        if len(given) == 1:  # torch calls always_call hooks with (module, args, result) when forward raised
+            return  # the row stays open: the failure, or the caller's except, settles it
         if self._busy:
             return
+        kwargs, output = given
         self._busy = True
         try:
             with _NO_TORCH_FUNCTION():
@@ -457,6 +490,9 @@ class Recorder(TorchFunctionMode):
             row.inputs_from += sources
         row.output_shapes, row.output_dtypes, row.alloc_bytes = self._produced(output, row.index, keep_inner=True)
         row.module = None
+        priced = row.priced
+        if priced is not None and priced is not ZERO and self.costs:
+            row.own_flops = priced((), {}, output)
 
     # -- functions ------------------------------------------------------------------------------
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),

@@ -1,9 +1,10 @@
 """Pricing a call from its shapes (costs.plan) must give, row by row, what counting every aten op it runs gives.
 
-The reference runs every intercepted call under the dispatch counter (the way every call was priced before
-the shortcuts); torch's own FlopCounterMode totals pin both to torch. Models: the ground-truth zoo, the
-examples, Hugging Face GPT-2, LLaMA, BERT and T5 built from small configs, and a model that makes every
-priced call in each of its shapes (vector operands, broadcast batches, unbatched convs, masks, grouped heads).
+The reference runs every intercepted call under the dispatch counter (the way every call was priced before the
+shortcuts), with the mode kept on inside torch's own leaf layers (which convshape/leaves.py prices); torch's
+own FlopCounterMode totals pin both to torch. Models: the ground-truth zoo, the examples, Hugging Face GPT-2,
+LLaMA, BERT and T5 built from small configs, and a model that makes every priced call in each of its shapes
+(vector operands, broadcast batches, unbatched convs, masks, grouped heads).
 """
 
 from __future__ import annotations
@@ -107,12 +108,17 @@ def _dispatch_everything(func: Any, args: Any, kwargs: Any) -> object:
     return costs.DISPATCH
 
 
+def _see_every_layer(layer: nn.Module, args: Any) -> object:
+    return costs.DISPATCH  # every torch leaf keeps the mode: its calls are counted like any other
+
+
 def _both(model: nn.Module, tensors: list[torch.Tensor], kwargs: dict[str, Any], device: str,
           monkeypatch: pytest.MonkeyPatch) -> tuple[convshape.Trace, convshape.Trace]:
     torch.manual_seed(0)
     ours = convshape.trace_model(model, *tensors, device=device, **kwargs)
     with monkeypatch.context() as patched:
         patched.setattr(tracer, "plan", _dispatch_everything)
+        patched.setattr(tracer, "layer_plan", _see_every_layer)
         torch.manual_seed(0)
         reference = convshape.trace_model(model, *tensors, device=device, **kwargs)
     return ours, reference
