@@ -37,14 +37,14 @@ def has_tensor(value: Any) -> bool:
     return False
 
 
-_DTYPE_NAMES: dict[torch.dtype, str] = {}
+DTYPE_NAMES: dict[torch.dtype, str] = {}
 
 
 def dtype_name(dtype: torch.dtype) -> str:
     """torch.float32 -> 'float32' (cached: a trace asks for it once per output tensor)."""
-    name = _DTYPE_NAMES.get(dtype)
+    name = DTYPE_NAMES.get(dtype)
     if name is None:
-        name = _DTYPE_NAMES[dtype] = str(dtype).removeprefix("torch.")
+        name = DTYPE_NAMES[dtype] = str(dtype).removeprefix("torch.")
     return name
 
 

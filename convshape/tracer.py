@@ -35,7 +35,7 @@ from .params import numel
 from .paths import OWN_DIR, TORCH_DIR, is_user_file
 from .records import Row, Shape
 from .structure import Structure, walk
-from .tensors import dtype_name, has_tensor, jsonable, tensors_in
+from .tensors import DTYPE_NAMES, dtype_name, has_tensor, jsonable, tensors_in
 
 # torch files that only dispatch a call onward: a call passing through them is still the user's own.
 _THIN_WRAPPERS = tuple(
@@ -43,6 +43,8 @@ _THIN_WRAPPERS = tuple(
     for p in ("overrides.py", "_jit_internal.py", "nn/functional.py", "functional.py", "_tensor.py")
 )
 _LINEAR = F.linear
+_TENSOR = torch.Tensor
+_PLAIN = frozenset({type(None), bool, int, float, str})
 _NO_TORCH_FUNCTION = torch._C.DisableTorchFunction
 _PARAMETER = nn.Parameter
 _MODES = torch._C._len_torch_function_stack
@@ -88,16 +90,20 @@ class _Pending:
                               None if flops is None else flops // 2, self.alloc_bytes, self.site, self.frames))
 
 
-_WHERE: dict[tuple[str, int], str] = {}  # (file, line) -> "file.py:12": the same few lines, again and again
+# (code, instruction) -> "file.py:12": the same few call sites, again and again (a frame's line number is
+# decoded from its instruction on every read; the instruction is not)
+_WHERE: dict[tuple[CodeType, int], str] = {}
 
 
 def _where(frame: FrameType | None) -> str | None:
     if frame is None:
         return None
-    key = (frame.f_code.co_filename, frame.f_lineno)
+    key = (frame.f_code, frame.f_lasti)
     where = _WHERE.get(key)
     if where is None:
-        where = place(key[0], key[1])
+        where = place(frame.f_code.co_filename, frame.f_lineno)
+        if len(_WHERE) > 100_000:  # code made again and again (a notebook re-running cells): start over
+            _WHERE.clear()
         if not where.startswith("cell ["):  # a cell's number changes when the same code runs again
             _WHERE[key] = where
     return where
@@ -167,7 +173,10 @@ def layer_attrs(module: nn.Module) -> dict[str, Any]:
     """The constructor arguments users reason about, read from the instance's own attributes."""
     own = vars(module)  # plain attributes only: no Module.__getattr__ (and its AttributeError) per miss
     attrs: dict[str, Any] = {}
-    for key in sorted(own.keys() & _ATTR_ORDER.keys(), key=_ATTR_ORDER.__getitem__):
+    keys = [key for key in own if key in _ATTR_ORDER]
+    if len(keys) > 1:
+        keys.sort(key=_ATTR_ORDER.__getitem__)
+    for key in keys:
         value = own[key]
         if isinstance(value, (bool, int, float, str, tuple, list)):
             attrs[key] = jsonable(value)
@@ -341,6 +350,10 @@ class Recorder(TorchFunctionMode):
     def _inputs(self, tensors: list[torch.Tensor]) -> tuple[tuple[Shape, ...], tuple[int | None, ...], int]:
         """Shapes of the input tensors, the row that produced each, and the elements of any Parameters."""
         producers = self._producers
+        if len(tensors) == 1 and type(tensors[0]) is _TENSOR:  # the common call: one plain tensor
+            t = tensors[0]
+            entry = producers.get(id(t))
+            return (tuple(t.shape),), (entry[1] if entry is not None and entry[0]() is t else None,), 0
         shapes, sources = [], []
         params = 0
         for t in tensors:
@@ -359,9 +372,18 @@ class Recorder(TorchFunctionMode):
         Returns their shapes, dtypes, and the bytes this call newly allocated: outputs that are not views
         (``_base``), not model inputs, and not tensors that existed before the call (in-place results).
         """
+        if type(value) is _TENSOR:  # the common output: one plain tensor
+            key = id(value)
+            entry = self._producers.get(key)
+            existed = entry is not None and entry[0]() is value
+            allocated = 0 if existed or key in self.input_ids else self._new_storage_bytes(value)
+            if not (keep_inner and existed and entry[1] > index):  # type: ignore[index]
+                self._producers[key] = (weakref.ref(value), index)
+            dtype = value.dtype
+            return (tuple(value.shape),), (DTYPE_NAMES.get(dtype) or dtype_name(dtype),), allocated
         shapes, dtypes = [], []
         allocated = 0
-        for t in (value,) if type(value) is torch.Tensor else tensors_in(value):
+        for t in tensors_in(value):
             shapes.append(tuple(t.shape))
             dtypes.append(dtype_name(t.dtype))
             key = id(t)
@@ -517,8 +539,9 @@ class Recorder(TorchFunctionMode):
             if caller is not None:
                 self._failed_fn = self._function_row(func, args, kwargs, None, caller)
             raise
-        if has_tensor(out):
-            caller = _direct_caller(frame)
+        if type(out) is _TENSOR or has_tensor(out):
+            # the caller is most often the frame right above: a user's line, classified before
+            caller = frame if _FUNCTION_FRAMES.get(frame.f_code) == _USER else _direct_caller(frame)
             if caller is not None:
                 with _NO_TORCH_FUNCTION():  # modes below this one (torch.device("meta")) need not see t.shape
                     self._function_row(func, args, kwargs, out, caller, flops)
@@ -544,12 +567,19 @@ class Recorder(TorchFunctionMode):
         if len(self.rows) >= self.max_rows:
             raise TooManyCalls(self.max_rows)
         name, op = op_label(func)
-        if all(type(a) is torch.Tensor for a in args):  # the common call: tensors only, nothing nested
-            tensors = list(args)
-            literal: dict[str, Any] = {"args": [None] * len(args)}
-        else:
-            tensors = tensors_in(args)
-            literal = {"args": [jsonable(a) for a in args]}
+        tensors: list[torch.Tensor] = []
+        given: list[Any] = []  # the arguments as literals: tensors and other objects become None
+        for a in args:
+            kind = type(a)
+            if kind is _TENSOR:
+                tensors.append(a)
+                given.append(None)
+            elif kind in _PLAIN:
+                given.append(a)
+            else:  # nested, a Parameter, a Size, a dtype...
+                tensors_in(a, tensors)
+                given.append(jsonable(a))
+        literal: dict[str, Any] = {"args": given}
         if kwargs:
             tensors_in(kwargs, tensors)
         shapes, sources, params = self._inputs(tensors)
