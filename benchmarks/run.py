@@ -188,7 +188,10 @@ def interleave(cmds: dict[str, list[str]], repeats: int) -> dict[str, tuple[floa
 
 
 def convshape_cmd(*args: str) -> list[str]:
-    exe = shutil.which("convshape")
+    """The console script installed beside this interpreter: what a user of this environment runs. Not the
+    first one on PATH, which may be a version manager's shim (pyenv's costs some 0.1 s a start)."""
+    beside = Path(sys.executable).with_name("convshape")
+    exe = str(beside) if beside.is_file() else shutil.which("convshape")
     return [exe, *args] if exe else [sys.executable, "-m", "convshape", *args]
 
 

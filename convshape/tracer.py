@@ -533,7 +533,11 @@ class Recorder(TorchFunctionMode):
                 out, flops = self._count(func, args, kwargs)
             else:
                 out = _call_through(func, args, kwargs)
-                flops = 0 if price is None else price(args, kwargs, out)  # type: ignore[operator]
+                if price is None:
+                    flops = 0
+                else:
+                    with _NO_TORCH_FUNCTION():  # the formula reads shapes: not through the modes below
+                        flops = price(args, kwargs, out)  # type: ignore[operator]
         except Exception:
             caller = _direct_caller(frame)
             if caller is not None:
