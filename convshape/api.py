@@ -80,7 +80,7 @@ def fc_size(model: nn.Module, *inputs: InputLike, device: str | torch.device | N
     """
     options = _options(device, repair_linear=True, timeout=timeout)
     given = as_inputs(inputs, _forward_kwargs(kwargs, forward_kwargs))
-    from .symbolic import has_symbols
+    from .inputs import has_symbols
 
     if has_symbols(given):  # sizes as names: formulas, and the sizes each declared in_features fits
         from .fcsym import symbolic_fc

@@ -614,7 +614,7 @@ def sizes(
 
 
 def _symbolic(inputs: list[str] | None) -> bool:
-    from .symbolic import has_symbols
+    from .inputs import has_symbols
 
     return has_symbols(parse_inputs(inputs or []))
 

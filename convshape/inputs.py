@@ -240,3 +240,8 @@ def inputs_device(inputs: Any = ()) -> torch.device:
         if isinstance(tensor, torch.Tensor):
             return tensor.device
     return torch.device("cpu")
+
+
+def has_symbols(given: Inputs) -> bool:
+    """Whether any input names a size (``Bx1xHxW``): a symbolic trace (convshape.symbolic, which imports sympy)."""
+    return any(isinstance(leaf, InputSpec) and leaf.symbolic for leaf in leaves((given.args, given.kwargs)))

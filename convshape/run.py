@@ -38,13 +38,12 @@ from .arity import check_inputs
 from .errors import ConvshapeError, InputSpecError, LoadError, safe_str
 from .failure import describe
 from .inputlang import Inputs
-from .inputs import InputLike, as_inputs, input_bytes, inputs_device, make_inputs, plain_values
+from .inputs import InputLike, as_inputs, has_symbols, input_bytes, inputs_device, make_inputs, plain_values
 from .isolation import Preserved, guarded, stand_in
 from .loader import ModelSource
 from .params import totals_of, totals_over
 from .records import Trace
 from .structure import Structure, set_training, walk
-from .symbolic import has_symbols, trace_module_symbolic, trace_source_symbolic
 from .text import si_bytes
 from .tracer import MAX_ROWS, Recorder, raised_by_convshape
 
@@ -172,6 +171,8 @@ def trace_module(model: nn.Module, inputs: Sequence[InputLike] | Inputs, options
     specs = as_inputs(inputs, kwargs)
     _check(model, specs)
     if has_symbols(specs):  # Bx1xHxW: a shape-only copy runs with symbolic sizes
+        from .symbolic import trace_module_symbolic  # sympy: imported only by a trace that needs it
+
         return trace_module_symbolic(model, specs, options, label or type(model).__name__, notes)
     found = walk(model)
     home = found.device() or inputs_device(specs)
@@ -220,6 +221,8 @@ def trace_source(source: ModelSource, inputs: Sequence[InputLike] | Inputs, opti
     if known is not None:
         _check(known, specs, unbound=True)  # before anything is built
     if has_symbols(specs):  # Bx1xHxW: built on meta, run shape-only with symbolic sizes
+        from .symbolic import trace_source_symbolic
+
         return trace_source_symbolic(source, specs, options, notes)
     if options.device != "auto":
         device = torch.device(options.device)

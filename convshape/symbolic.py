@@ -39,7 +39,7 @@ from .cells import place
 from .errors import ConvshapeError, InputSpecError, safe_str
 from .failure import describe
 from .inputlang import Inputs
-from .inputs import leaves, map_leaves, plain_values
+from .inputs import has_symbols, leaves, map_leaves, plain_values  # noqa: F401  (has_symbols: imported from here)
 from .isolation import _unique_tensors, guarded
 from .params import totals_of
 from .paths import TORCH_DIR, is_user_file, user_frame_summary
@@ -62,10 +62,6 @@ def names_in(given: Inputs) -> list[str]:
                 if isinstance(d, str) and d not in names:
                     names.append(d)
     return names
-
-
-def has_symbols(given: Inputs) -> bool:
-    return any(isinstance(leaf, InputSpec) and leaf.symbolic for leaf in leaves((given.args, given.kwargs)))
 
 
 def concrete(given: Inputs, sizes: dict[str, int]) -> Inputs:

@@ -72,3 +72,17 @@ def test_argument_errors_answer_without_importing_torch(argv: list[str]) -> None
     proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
                           cwd=str(__import__("pathlib").Path(__file__).resolve().parent.parent))
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("argv", [["trace", "examples/mnist_net.py", "--input", "64x784"],
+                                  ["fc-size", "examples/mnist_net.py", "--input", "64x784"],
+                                  ["trace", "examples/llama.py:llama_tiny", "--input", "1x16:int64"]])
+def test_a_concrete_trace_does_not_import_sympy(argv: list[str]) -> None:
+    """sympy (about 0.3 s to import) is for sizes given as names; convshape never loads it for a trace with
+    numbers (torch's own meta kernels may: torch._check on meta imports it)."""
+    code = ("import sys; from convshape.cli import app\n"
+            "try:\n    app(sys.argv[1:])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "assert 'sympy' not in sys.modules, 'sympy was imported'\n")
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                          cwd=str(__import__("pathlib").Path(__file__).resolve().parent.parent))
+    assert proc.returncode == 0, proc.stderr
