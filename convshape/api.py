@@ -36,7 +36,8 @@ def _forward_kwargs(kwargs: dict[str, Any], forward_kwargs: dict[str, Any] | Non
 
 def trace_model(model: nn.Module, *inputs: InputLike, device: str | torch.device | None = None,
                 label: str | None = None, costs: bool = True, timeout: float | None = DEFAULT_TIMEOUT,
-                train: bool = False, forward_kwargs: dict[str, Any] | None = None, **kwargs: InputLike) -> Trace:
+                train: bool = False, forward_kwargs: dict[str, Any] | None = None, reuse_blocks: bool = True,
+                **kwargs: InputLike) -> Trace:
     """Run one forward pass of ``model`` with hooks and return every call as plain data.
 
     Each input is a shape string (``"64x784"``, ``"2x16:int64:randint(1000)"``, or any form of the
@@ -51,13 +52,16 @@ def trace_model(model: nn.Module, *inputs: InputLike, device: str | torch.device
     exactly as it was: parameters, buffers, device, training flags, requires_grad, hooks, and the global
     random state. The pass runs in eval mode under ``torch.no_grad()``; float inputs are drawn from a fixed
     seed. ``costs=True`` counts FLOPs and MACs per row from the aten ops executed. ``timeout`` (seconds,
-    None for none) stops a pass that would not end; it applies in the main thread.
+    None for none) stops a pass that would not end; it applies in the main thread. On meta, a run of identical
+    blocks (the 80 decoder layers of a LLaMA) is traced once and the rest replayed from its rows, where their
+    class, state and input shapes are provably the same (a note says so); ``reuse_blocks=False`` runs each.
 
     Raises :class:`~convshape.errors.TraceError` when the forward pass fails; its ``trace`` attribute
     holds the rows recorded up to the failure and a diagnosis in ``trace.error``, and the original
     exception is chained as ``__cause__``.
     """
-    trace, exception = trace_module(model, inputs, _options(device, costs=costs, timeout=timeout, train=train),
+    trace, exception = trace_module(model, inputs, _options(device, costs=costs, timeout=timeout, train=train,
+                                                            reuse_blocks=reuse_blocks),
                                     label, kwargs=_forward_kwargs(kwargs, forward_kwargs))
     if trace.error is not None:
         raise TraceError(trace.error.summary, trace) from exception

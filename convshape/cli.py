@@ -346,6 +346,9 @@ def trace(
     config: ConfigOpt = None,
     train: Annotated[bool, typer.Option(
         "--train", help="Trace in training mode (the model's flags and buffers are as they were afterwards).")] = False,
+    no_reuse: Annotated[bool, typer.Option(
+        "--no-reuse", help="On meta, run every block: do not replay identical blocks from the first one's rows.")
+    ] = False,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     ascii_only: AsciiOpt = False,
     weights: WeightsOpt = None,
@@ -371,7 +374,7 @@ def trace(
         return
     with _progress(chosen):
         source, (result, exception) = _traced(model, inputs, args, device, timeout, config, costs=costs,
-                                              train=train)
+                                              train=train, reuse_blocks=not no_reuse)
         checked = _weights(source, weights, trust_pickle, result)
     _emit(_with_weights(_trace_out(result, chosen, view), chosen, checked), chosen, ascii_only, output)
     _exit_for(result, exception, debug)

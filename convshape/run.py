@@ -64,6 +64,7 @@ class RunOptions:
     timeout: float | None = DEFAULT_TIMEOUT
     max_rows: int = MAX_ROWS
     train: bool = False  # run in training mode (a model traced in place gets its flags and buffers back)
+    reuse_blocks: bool = True  # on meta, replay identical blocks from the first one's rows (reuse.py)
 
 
 class Ran(NamedTuple):
@@ -122,7 +123,7 @@ def _one_pass(model: nn.Module, given: Inputs, device: torch.device,
     found = found if found is not None else walk(model)
     args, kwargs, tensors, infos = make_inputs(given, device)
     recorder = Recorder(model, repair_linear=options.repair_linear, max_rows=options.max_rows,
-                        costs=options.costs, found=found)
+                        costs=options.costs, found=found, reuse=options.reuse_blocks and device.type == "meta")
     recorder.input_ids.update(id(t) for t in tensors)
     placement = torch.device("meta") if device.type == "meta" else nullcontext()
     kept = Preserved(model, found) if in_place else None
@@ -152,6 +153,13 @@ def _one_pass(model: nn.Module, given: Inputs, device: torch.device,
     if recorder.unknown_cost_ops:
         ops = ", ".join(f"{op} (in {where or 'the model'})" for op, where in recorder.unknown_cost_ops.items())
         notes.append(f"FLOPs unknown for: {ops}; rows that run them show no count")
+    for template in recorder.templates:
+        if template.replayed:
+            blocks = template.replayed
+            which = blocks[0] if len(blocks) == 1 else f"{blocks[0]} ... {blocks[-1]}"
+            notes.append(f"{len(blocks)} block{'s' if len(blocks) > 1 else ''} ({which}) replayed from the rows of "
+                         f"{template.name}: the same class, state and input shapes on meta give the same rows "
+                         "(reuse_blocks=False, --no-reuse: run each)")
     if kept is not None and kept.changed:
         notes.append(f"the forward pass changed parameters in place ({', '.join(kept.changed[:5])}); "
                      "convshape cannot undo that")

@@ -11,6 +11,7 @@ Two interceptors, both installed in ``__enter__`` and removed in ``__exit__`` wh
 from __future__ import annotations
 
 import contextvars
+import functools
 import os
 import sys
 import weakref
@@ -34,6 +35,7 @@ from .oplabels import op_label
 from .params import numel
 from .paths import OWN_DIR, TORCH_DIR, is_user_file
 from .records import Row, Shape
+from .reuse import Template, input_state, module_state, output_parts, sibling_runs
 from .structure import Structure, walk
 from .tensors import DTYPE_NAMES, dtype_name, has_tensor, jsonable, tensors_in
 
@@ -272,7 +274,7 @@ class Recorder(TorchFunctionMode):
     """
 
     def __init__(self, root: nn.Module, repair_linear: bool = False, max_rows: int = MAX_ROWS,
-                 costs: bool = False, found: Structure | None = None) -> None:
+                 costs: bool = False, found: Structure | None = None, reuse: bool = False) -> None:
         super().__init__()
         self.costs = costs
         self.unknown_cost_ops: dict[str, str | None] = {}  # aten op -> where it ran
@@ -299,6 +301,11 @@ class Recorder(TorchFunctionMode):
         self.frames = RECORD_FRAMES.get()
         self._serials: dict[int, tuple[FrameType, int]] = {}  # comprehension frames seen (held for the pass)
         self._off: _Pending | None = None  # the torch leaf running with this mode taken off the stack
+        # reuse.py: identical blocks replayed from the first one's rows (a concrete trace on meta)
+        self._runs = sibling_runs(found) if reuse and not self.frames and not repair_linear else {}
+        self._entries: dict[int, tuple[_Pending, Any, bool, Row | None]] = {}
+        self._installed: dict[int, nn.Module] = {}  # blocks with a replayer in their call slot
+        self.templates: list[Template] = []
 
     # -- interception lifecycle -------------------------------------------------------------
     def __enter__(self) -> Recorder:
@@ -321,6 +328,9 @@ class Recorder(TorchFunctionMode):
                  tb: TracebackType | None) -> None:
         global current
         try:
+            for block in self._installed.values():  # the replayers come off: the model is as it was
+                vars(block).pop("_compiled_call_impl", None)
+            self._installed = {}
             if self._off is None:
                 super().__exit__(exc_type, exc, tb)
             else:  # a BaseException left a leaf while the mode was off the stack: it is not there to pop
@@ -459,6 +469,8 @@ class Recorder(TorchFunctionMode):
             row.frames = _user_frames(caller, self._serials)
         self.rows.append(row)
         self.stack.append(row)
+        if self._runs and key in self._runs and call == 0:  # the first of a run of blocks: a template, maybe
+            self._entries[key] = (row, input_state(args, {}), self.saw_new_modules, self._failed_fn)
         if not self.repair_linear and len(_PRE_HOOKS) == 1 and len(_POST_HOOKS) == 1:  # no one else's hooks
             priced = layer_plan(module, args)
             modes = _MODES()
@@ -493,11 +505,11 @@ class Recorder(TorchFunctionMode):
         self._busy = True
         try:
             with _NO_TORCH_FUNCTION():
-                self._leave_module(module, kwargs, output)
+                self._leave_module(module, args, kwargs, output)
         finally:
             self._busy = False
 
-    def _leave_module(self, module: nn.Module, kwargs: dict[str, Any], output: Any) -> None:
+    def _leave_module(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
         # Pop rows whose modules raised and were caught by the user's code on the way here.
         while self.stack and self.stack[-1].module is not module:
             self.stack.pop()
@@ -515,6 +527,149 @@ class Recorder(TorchFunctionMode):
         priced = row.priced
         if priced is not None and priced is not ZERO and self.costs:
             row.own_flops = priced((), {}, output)
+        if self._entries:
+            entry = self._entries.pop(id(module), None)
+            if entry is not None and entry[0] is row:
+                self._template(module, row, entry, args, kwargs, output)
+
+    # -- identical blocks (reuse.py) -----------------------------------------------------------
+    def _template(self, block: nn.Module, row: _Pending, entry: tuple[_Pending, Any, bool, Row | None],
+                  args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
+        """The first block of a run has finished: if its rows can stand for its later siblings, put a replayer
+        in the call slot of each sibling that is the same."""
+        _, before, new_modules, failed_fn = entry
+        if before is None or new_modules != self.saw_new_modules or failed_fn is not self._failed_fn:
+            return
+        after = input_state(args, kwargs)
+        if after is None or after[0][:len(before[0])] != before[0]:
+            return  # inputs that are not plain, or a forward that resized its inputs in place
+        outputs = output_parts(output)
+        state = module_state(block)
+        if state is None or outputs is None:
+            return
+        rows = self.rows[row.index:]
+        prefix = row.name + "."
+        relative: list[str | None] = []
+        calls: dict[str, int] = {}
+        for r in rows:
+            if isinstance(r, Row):
+                relative.append(None)
+                continue
+            rel = "" if r is row else r.name[len(prefix):] if r.name.startswith(prefix) else None
+            if rel is None or r.failed or r.call != calls.get(rel, 0):
+                return  # a module from outside the block, or one called before this block ran
+            calls[rel] = r.call + 1
+            relative.append(rel)
+        start = row.index
+        outer = set(row.inputs_from)
+        if any(s is not None and s < start and s not in outer for r in rows[1:] for s in r.inputs_from):
+            return  # a row read a tensor that came neither from the block's inputs nor from its own rows
+        tensors = after[1]
+        made: list[tuple[int | None, tuple[int, ...], tuple[int, ...], torch.dtype, int | None] | None] = []
+        for t in outputs[1]:
+            if t is None:
+                made.append(None)
+                continue
+            same = next((j for j, x in enumerate(tensors) if x is t), None)
+            entry_ = self._producers.get(id(t))
+            source = entry_[1] if entry_ is not None and entry_[0]() is t else None
+            if same is None and (source is None or source < start):
+                return  # an output the block did not make: nothing to stand in for it
+            made.append((same, tuple(t.shape), t.stride(), t.dtype, source))
+        template = Template(block, row.name, state, after[0], tensors, row.inputs_from, start, rows, relative,
+                            outputs[0], tuple(made), calls)
+        used = False
+        for sibling in self._runs.get(id(block), ()):
+            key = id(sibling)
+            if self._calls.get(key, 0) or self.names.get(key) is None:
+                continue
+            # a replayer from an earlier template comes off for the comparison (this template is the nearer one)
+            earlier = vars(sibling).pop("_compiled_call_impl", None) if key in self._installed else None
+            if "_compiled_call_impl" not in vars(sibling) and module_state(sibling) == state:
+                object.__setattr__(sibling, "_compiled_call_impl", functools.partial(self._replay, sibling, template))
+                self._installed[key] = sibling
+                used = True
+            elif earlier is not None:
+                object.__setattr__(sibling, "_compiled_call_impl", earlier)
+        if used:
+            self.templates.append(template)
+
+    def _replay(self, block: nn.Module, template: Template, *args: Any, **kwargs: Any) -> Any:
+        """A sibling's call: its rows and outputs from the template, or its own forward when anything differs."""
+        with _NO_TORCH_FUNCTION():
+            out = self._replayed(block, template, args, kwargs)
+        if out is None:  # it runs, as itself: and may be the first of the blocks after it
+            vars(block).pop("_compiled_call_impl", None)
+            del self._installed[id(block)]
+            return block._call_impl(*args, **kwargs)
+        return out
+
+    def _replayed(self, block: nn.Module, template: Template, args: tuple[Any, ...], kwargs: dict[str, Any]
+                  ) -> Any:
+        if self._busy or self._off is not None or current is not self or len(_PRE_HOOKS) != 1 or \
+                len(_POST_HOOKS) != 1 or len(self.rows) + len(template.rows) > self.max_rows:
+            return None
+        modes = _MODES()
+        if not modes or _MODE_AT(modes - 1) is not self:
+            return None  # another mode above this one: the block's own calls would be seen differently
+        given = input_state(args, kwargs)
+        if given is None or given[0] != template.inputs:
+            return None
+        name = self.names.get(id(block))
+        if name is None:
+            return None
+        subs = dict(block.named_modules(remove_duplicate=False))
+        for rel in template.calls:
+            sub = subs.get(rel)
+            if sub is None or self._calls.get(id(sub), 0) or \
+                    self.names.get(id(sub)) != (name if rel == "" else f"{name}.{rel}"):
+                return None
+        offset = len(self.rows) - template.start
+        moved: dict[int | None, int | None] = {None: None}
+        for old, new_t, was in zip(template.input_sources, given[1], template.input_tensors, strict=True):
+            if new_t is was:
+                new = old
+            else:
+                entry = self._producers.get(id(new_t))
+                new = entry[1] if entry is not None and entry[0]() is new_t else None
+            if moved.setdefault(old, new) != new:
+                return None  # two inputs from one row in the first block, from two rows here
+        start = template.start
+
+        def source(s: int | None) -> int | None:
+            return s + offset if s is not None and s >= start else moved.get(s, s)
+
+        parent = self.stack[-1] if self.stack else None
+        caller = _module_caller(sys._getframe(1)) if parent is not None else None
+        shift = len(self.stack) - template.rows[0].depth
+        copies: list[_Pending | Row] = []
+        for r, part in zip(template.rows, template.relative, strict=True):
+            if isinstance(r, Row):
+                copies.append(r._replace(index=r.index + offset, depth=r.depth + shift, parent=source(r.parent),
+                                         inputs_from=tuple(source(s) for s in r.inputs_from)))
+                continue
+            first = part == ""
+            copies.append(_Pending(
+                r.index + offset, "module", name if first else f"{name}.{part}", r.op, r.depth + shift,
+                r.input_shapes, r.params, _where(caller) if first else r.source,
+                (parent.index if parent is not None else None) if first else source(r.parent),
+                tuple(source(s) for s in r.inputs_from), r.call, None, r.output_shapes, r.output_dtypes, False,
+                r.attrs, r.own_flops, r.alloc_bytes, (caller.f_lasti if caller is not None else None) if first
+                else r.site))
+        outs: list[torch.Tensor | None] = []
+        for spec in template.outputs:
+            if spec is None:
+                outs.append(None)
+                continue
+            same, shape, stride, dtype, made_by = spec
+            t = given[1][same] if same is not None else torch.empty_strided(shape, stride, dtype=dtype, device="meta")
+            self._producers[id(t)] = (weakref.ref(t), made_by + offset if made_by is not None else copies[0].index)
+            outs.append(t)
+        self.rows.extend(copies)
+        for rel, count in template.calls.items():
+            self._calls[id(subs[rel])] = count
+        template.replayed.append(name)
+        return tuple(outs) if template.is_tuple else outs[0]
 
     # -- functions ------------------------------------------------------------------------------
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
