@@ -153,13 +153,15 @@ def _one_pass(model: nn.Module, given: Inputs, device: torch.device,
     if recorder.unknown_cost_ops:
         ops = ", ".join(f"{op} (in {where or 'the model'})" for op, where in recorder.unknown_cost_ops.items())
         notes.append(f"FLOPs unknown for: {ops}; rows that run them show no count")
+    runs = []
     for template in recorder.templates:
-        if template.replayed:
-            blocks = template.replayed
-            which = blocks[0] if len(blocks) == 1 else f"{blocks[0]} ... {blocks[-1]}"
-            notes.append(f"{len(blocks)} block{'s' if len(blocks) > 1 else ''} ({which}) replayed from the rows of "
-                         f"{template.name}: the same class, state and input shapes on meta give the same rows "
-                         "(reuse_blocks=False, --no-reuse: run each)")
+        blocks = template.replayed
+        if blocks:
+            which = blocks[0] if len(blocks) == 1 else f"{blocks[0]} ... {blocks[-1]} ({len(blocks)} blocks)"
+            runs.append(f"{which} from {template.name}")
+    if runs:
+        notes.append("replayed from the rows of an identical first block (same class, state and input shapes, on "
+                     f"meta; --no-reuse runs each): {'; '.join(runs)}")
     if kept is not None and kept.changed:
         notes.append(f"the forward pass changed parameters in place ({', '.join(kept.changed[:5])}); "
                      "convshape cannot undo that")
