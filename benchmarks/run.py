@@ -6,7 +6,9 @@
     python benchmarks/run.py --threads 1              # one torch thread in process: steadier on a busy machine
 
 Needs `pip install -e ".[bench,hf]"` (torchinfo, torchscan, transformers); a peer that is not
-installed is left out and said so. Prints Markdown, one section at a time:
+installed is left out and said so. convshape's own modules are byte-compiled first, as pip leaves an
+installed wheel (an editable install under PYTHONDONTWRITEBYTECODE=1 would compile them from source in
+every process). Prints Markdown, one section at a time:
 
 - cold_cli: whole processes, cold: `python -c "import torch"`, `convshape --help`, `convshape trace`
   (MACs counted: the default) and a torchinfo script on MNIST and ResNet-50. Wall time, peak RSS.
@@ -40,6 +42,7 @@ before left, so no contender pays for another's garbage; freeing what a call ret
 from __future__ import annotations
 
 import argparse
+import compileall
 import gc
 import importlib.util
 import os
@@ -637,6 +640,9 @@ def main() -> None:
                              "cpu rows on a busy machine")
     args = parser.parse_args()
     repeats = 3 if args.quick else 5
+    # convshape's own modules byte-compiled, as pip leaves an installed wheel: an editable install under
+    # PYTHONDONTWRITEBYTECODE=1 (this machine's environment) would compile them from source in every process
+    compileall.compile_dir(str(ROOT / "convshape"), quiet=1)
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"torch {_version('torch')}, torchinfo {_version('torchinfo')}, torchscan {_version('torchscan')}, "
           f"transformers {_version('transformers')}, convshape {convshape.__version__}. "
