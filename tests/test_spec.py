@@ -66,9 +66,15 @@ def test_spec_and_help_do_not_import_torch() -> None:
     ["--help"],
 ])
 def test_argument_errors_answer_without_importing_torch(argv: list[str]) -> None:
+    _cli_in_a_child(argv, on_exit="pass", never="torch")
+
+
+def _cli_in_a_child(argv: list[str], on_exit: str, never: str) -> None:
+    """Run the command line's app in a fresh Python; ``on_exit`` handles its SystemExit, and the module
+    ``never`` must not have been imported."""
     code = ("import sys; from convshape.cli import app\n"
-            "try:\n    app(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+            f"try:\n    app(sys.argv[1:])\nexcept SystemExit as e:\n    {on_exit}\n"
+            f"assert {never!r} not in sys.modules, {never!r} + ' was imported'\n")
     proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
                           cwd=str(__import__("pathlib").Path(__file__).resolve().parent.parent))
     assert proc.returncode == 0, proc.stderr
@@ -80,9 +86,4 @@ def test_argument_errors_answer_without_importing_torch(argv: list[str]) -> None
 def test_a_concrete_trace_does_not_import_sympy(argv: list[str]) -> None:
     """sympy (about 0.3 s to import) is for sizes given as names; convshape never loads it for a trace with
     numbers (torch's own meta kernels may: torch._check on meta imports it)."""
-    code = ("import sys; from convshape.cli import app\n"
-            "try:\n    app(sys.argv[1:])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-            "assert 'sympy' not in sys.modules, 'sympy was imported'\n")
-    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
-                          cwd=str(__import__("pathlib").Path(__file__).resolve().parent.parent))
-    assert proc.returncode == 0, proc.stderr
+    _cli_in_a_child(argv, on_exit="assert not e.code, e.code", never="sympy")
