@@ -11,7 +11,8 @@ inputs' shapes. So once the first block of a run of siblings (children of one ``
 * the first block still had that state *after* its forward (a forward that counts its calls changes it);
 * it gets inputs of the same structure, plain values equal, tensors of the same shape, stride and dtype;
 * the first block's forward left its inputs' shapes alone, made no module the tree did not know, raised
-  nothing, and its rows read tensors only from its inputs, from its parameters, or from its own rows;
+  nothing, returned tensors it made (not views), and its rows read tensors only from its inputs, from its
+  parameters, or from its own rows;
 * no one else's hook is registered, and the trace is a concrete one on meta.
 
 Anything else runs as usual. The replayed rows are the first block's rows with their names, indices,

@@ -573,8 +573,8 @@ class Recorder(TorchFunctionMode):
             same = next((j for j, x in enumerate(tensors) if x is t), None)
             entry_ = self._producers.get(id(t))
             source = entry_[1] if entry_ is not None and entry_[0]() is t else None
-            if same is None and (source is None or source < start):
-                return  # an output the block did not make: nothing to stand in for it
+            if same is None and (source is None or source < start or t._base is not None):
+                return  # an output the block did not make, or a view (a new tensor has no offset, no shared storage)
             made.append((same, tuple(t.shape), t.stride(), t.dtype, source))
         template = Template(block, row.name, state, after[0], tensors, row.inputs_from, start, rows, relative,
                             outputs[0], tuple(made), calls)

@@ -271,3 +271,22 @@ def test_the_recorder_keeps_no_replayer_after_an_interrupt(monkeypatch: pytest.M
         convshape.trace_model(model, "1x16:int64")
     assert all("_compiled_call_impl" not in vars(m) for m in model.modules())
     assert torch._C._len_torch_function_stack() == 0
+
+
+class Attending(nn.Module):
+    """Returns nn.MultiheadAttention's output: a view of storage made inside a torch layer, not by a row."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attn(x, x, x, need_weights=False)[0]
+
+
+def test_a_block_whose_output_is_a_view_is_run() -> None:
+    """A new tensor would not share the view's storage or its offset: such blocks run, the rows as before."""
+    make = lambda: nn.Sequential(nn.Linear(8, 8), *[Attending() for _ in range(3)])  # noqa: E731
+    reused, plain = _traces(make, ["2x5x8"])
+    assert _rows(reused) == _rows(plain)
+    assert not any("replayed" in n for n in reused.notes)
