@@ -48,13 +48,13 @@ def dtype_name(dtype: torch.dtype) -> str:
     return name
 
 
-_PLAIN = (type(None), bool, int, float, str)
+PLAIN_TYPES = frozenset({type(None), bool, int, float, str})  # a literal argument kept as it is
 
 
 def jsonable(value: Any) -> Any:
     """A literal call argument as JSON-able data; tensors and other objects become None."""
     kind = type(value)
-    if kind in _PLAIN:  # the common case first: a trace records every call's arguments
+    if kind in PLAIN_TYPES:  # the common case first: a trace records every call's arguments
         return value
     if kind is torch.Tensor or isinstance(value, torch.Tensor):
         return None

@@ -37,7 +37,7 @@ from .paths import OWN_DIR, TORCH_DIR, is_user_file
 from .records import Row, Shape
 from .reuse import Template, input_state, module_state, output_parts, sibling_runs
 from .structure import Structure, walk
-from .tensors import DTYPE_NAMES, dtype_name, has_tensor, jsonable, tensors_in
+from .tensors import DTYPE_NAMES, PLAIN_TYPES, dtype_name, has_tensor, jsonable, tensors_in
 
 # torch files that only dispatch a call onward: a call passing through them is still the user's own.
 _THIN_WRAPPERS = tuple(
@@ -46,7 +46,6 @@ _THIN_WRAPPERS = tuple(
 )
 _LINEAR = F.linear
 _TENSOR = torch.Tensor
-_PLAIN = frozenset({type(None), bool, int, float, str})
 _NO_TORCH_FUNCTION = torch._C.DisableTorchFunction
 _PARAMETER = nn.Parameter
 _MODES = torch._C._len_torch_function_stack
@@ -733,7 +732,7 @@ class Recorder(TorchFunctionMode):
             if kind is _TENSOR:
                 tensors.append(a)
                 given.append(None)
-            elif kind in _PLAIN:
+            elif kind in PLAIN_TYPES:
                 given.append(a)
             else:  # nested, a Parameter, a Size, a dtype...
                 tensors_in(a, tensors)

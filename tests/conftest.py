@@ -122,3 +122,27 @@ def line_of(path: Path, snippet: str, occurrence: int | None = None) -> str:
         assert len(hits) == 1, (snippet, hits)
         occurrence = 0
     return f"{path.name}:{hits[occurrence]}"
+
+
+def priced_and_counted(model: nn.Module, inputs: list[Any], kwargs: dict[str, Any], device: str | None,
+                       monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
+    """The trace as convshape makes it, and a reference that keeps the mode on inside every torch layer and
+    runs every call under the dispatch counter (how every call was priced before costs.plan and leaves.py)."""
+    import convshape
+    from convshape import costs, tracer
+
+    torch.manual_seed(0)
+    ours = convshape.trace_model(model, *inputs, device=device, **kwargs)
+    with monkeypatch.context() as patched:
+        patched.setattr(tracer, "plan", lambda func, args, kw: costs.DISPATCH)
+        patched.setattr(tracer, "layer_plan", keep_the_mode)
+        torch.manual_seed(0)
+        reference = convshape.trace_model(model, *inputs, device=device, **kwargs)
+    return ours, reference
+
+
+def keep_the_mode(layer: nn.Module, args: Any) -> object:
+    """A stand-in for tracer.layer_plan: every torch layer keeps the mode, its calls seen like any other."""
+    from convshape import costs
+
+    return costs.DISPATCH

@@ -18,12 +18,12 @@ import torch.nn.functional as F
 from torch import nn
 
 import convshape
-from convshape import costs, tracer
+from convshape import costs
 from convshape.costs import flop_counter_total
 from convshape.inputs import make_input
 from convshape.spec import parse_input
 
-from .conftest import ASSETS, EXAMPLES, load_file
+from .conftest import ASSETS, EXAMPLES, load_file, priced_and_counted
 
 zoo = load_file(ASSETS / "zoo.py")
 
@@ -104,26 +104,6 @@ def _cases() -> list[Any]:
     return cases
 
 
-def _dispatch_everything(func: Any, args: Any, kwargs: Any) -> object:
-    return costs.DISPATCH
-
-
-def _see_every_layer(layer: nn.Module, args: Any) -> object:
-    return costs.DISPATCH  # every torch leaf keeps the mode: its calls are counted like any other
-
-
-def _both(model: nn.Module, tensors: list[torch.Tensor], kwargs: dict[str, Any], device: str,
-          monkeypatch: pytest.MonkeyPatch) -> tuple[convshape.Trace, convshape.Trace]:
-    torch.manual_seed(0)
-    ours = convshape.trace_model(model, *tensors, device=device, **kwargs)
-    with monkeypatch.context() as patched:
-        patched.setattr(tracer, "plan", _dispatch_everything)
-        patched.setattr(tracer, "layer_plan", _see_every_layer)
-        torch.manual_seed(0)
-        reference = convshape.trace_model(model, *tensors, device=device, **kwargs)
-    return ours, reference
-
-
 def _same_rows(ours: convshape.Trace, reference: convshape.Trace) -> int:
     assert ours.error is None and reference.error is None
     assert len(ours.rows) == len(reference.rows)
@@ -144,7 +124,7 @@ def test_priced_calls_equal_counted_ops_row_by_row(factory: Callable[[], nn.Modu
     torch.manual_seed(0)
     model = factory().eval()
     tensors = [make_input(parse_input(s), torch.device("cpu")) for s in specs]
-    ours, reference = _both(model, tensors, kwargs, device, monkeypatch)
+    ours, reference = priced_and_counted(model, tensors, kwargs, device, monkeypatch)
     _same_rows(ours, reference)
     if device == "cpu" and factory is not EveryPricedCall:
         assert ours.flops is not None and ours.flops > 0
@@ -155,7 +135,7 @@ def test_hugging_face_models_priced_like_counted(name: str, factory: Callable[[]
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     torch.manual_seed(0)
     model = factory().eval()
-    ours, reference = _both(model, [], kwargs, "cpu", monkeypatch)
+    ours, reference = priced_and_counted(model, [], kwargs, "cpu", monkeypatch)
     assert _same_rows(ours, reference) > 0
     # torch's own count: on meta FlopCounterMode decomposes attention into the bmm ops it prices
     with torch.device("meta"):

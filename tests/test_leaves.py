@@ -21,6 +21,8 @@ from torch.overrides import TorchFunctionMode
 import convshape
 from convshape import costs, leaves, tracer
 
+from .conftest import keep_the_mode, priced_and_counted
+
 
 def x(*shape: int) -> torch.Tensor:
     return torch.randn(*shape)
@@ -154,14 +156,6 @@ class Holder(nn.Module):
         return torch.relu((out[0] if isinstance(out, tuple) else out).float())
 
 
-def _keep_the_mode(layer: nn.Module, args: Any) -> object:
-    return costs.DISPATCH
-
-
-def _dispatch_everything(func: Any, args: Any, kwargs: Any) -> object:
-    return costs.DISPATCH
-
-
 @pytest.mark.parametrize("device", ["cpu", "meta"])
 def test_rows_equal_the_rows_of_a_trace_that_sees_every_call(device: str, monkeypatch: pytest.MonkeyPatch) -> None:
     for make, data in CONFIGS:
@@ -169,13 +163,7 @@ def test_rows_equal_the_rows_of_a_trace_that_sees_every_call(device: str, monkey
         model, given = Holder(make()).eval(), data()
         if isinstance(model.layer, nn.Embedding) and device == "meta":
             continue  # an embedding's indices have no values on meta
-        torch.manual_seed(0)
-        ours = convshape.trace_model(model, given, device=device)
-        with monkeypatch.context() as patched:
-            patched.setattr(tracer, "layer_plan", _keep_the_mode)
-            patched.setattr(tracer, "plan", _dispatch_everything)
-            torch.manual_seed(0)
-            reference = convshape.trace_model(model, given, device=device)
+        ours, reference = priced_and_counted(model, [given], {}, device, monkeypatch)
         assert ours.error is None and reference.error is None
         assert ours.to_dict() == reference.to_dict(), type(model.layer).__name__
 
@@ -282,7 +270,7 @@ def test_another_tools_global_hook_keeps_the_mode(monkeypatch: pytest.MonkeyPatc
         model = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
         ours = convshape.trace_model(model, "2x4")
         with monkeypatch.context() as patched:
-            patched.setattr(tracer, "layer_plan", _keep_the_mode)
+            patched.setattr(tracer, "layer_plan", keep_the_mode)
             reference = convshape.trace_model(model, "2x4")
     finally:
         handle.remove()
