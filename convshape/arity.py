@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import typing
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -22,9 +23,41 @@ def forward_of(obj: Any) -> Callable[..., Any] | None:
     return forward if callable(forward) else None
 
 
+# function -> (what its signature is read from, its parameters): inspect.signature costs more than a small
+# model's trace spends anywhere else outside its forward pass, and a model is traced again and again
+_SIGNATURES: weakref.WeakKeyDictionary[Any, tuple[tuple[Any, ...], bool, list[inspect.Parameter]]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _source_of(function: Any) -> tuple[Any, ...] | None:
+    """Everything ``inspect.signature`` reads from a plain function (compared by identity: a default may be a
+    tensor), or None for any other callable."""
+    try:
+        return (function.__code__, function.__defaults__, function.__kwdefaults__,
+                vars(function).get("__signature__"), vars(function).get("__wrapped__"),
+                function.__annotations__ if "__annotations__" in vars(function) else None)
+    except (AttributeError, TypeError):
+        return None
+
+
+def _signature(forward: Callable[..., Any]) -> list[inspect.Parameter]:
+    """``inspect.signature(forward)``'s parameters, read once per function (a bound method: per its function)."""
+    function = getattr(forward, "__func__", None) if inspect.ismethod(forward) else forward
+    source = _source_of(function) if function is not None else None
+    if source is None:
+        return list(inspect.signature(forward).parameters.values())
+    bound = function is not forward
+    known = _SIGNATURES.get(function)
+    if known is not None and known[1] == bound and all(a is b for a, b in zip(known[0], source, strict=True)):
+        return known[2]
+    params = list(inspect.signature(forward).parameters.values())
+    _SIGNATURES[function] = (source, bound, params)
+    return params
+
+
 def _parameters(forward: Callable[..., Any], unbound: bool) -> list[inspect.Parameter] | None:
     try:
-        params = list(inspect.signature(forward).parameters.values())
+        params = _signature(forward)
     except (TypeError, ValueError):
         return None
     if unbound and params and params[0].kind in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):

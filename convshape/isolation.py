@@ -12,14 +12,15 @@
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # signal.signal without its enum conversions
 import copy
 import os
 import signal
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import FrameType, TracebackType
 from typing import Any, NoReturn
 
@@ -137,34 +138,14 @@ def _timed_out(seconds: float) -> Any:
     return handler
 
 
-@contextmanager
-def _alarm(seconds: float | None) -> Iterator[None]:
-    """Raise :class:`TimedOut` in the main thread after ``seconds`` (no limit elsewhere, or when None)."""
-    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer") \
-            or signal.getitimer(signal.ITIMER_REAL)[0] > 0:  # the caller's own alarm is running: leave it be
-        yield
-        return
-    previous = signal.signal(signal.SIGALRM, _timed_out(seconds))
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+def _stance_setter() -> tuple[Callable[[Any], Any], Any] | None:
+    """Dynamo's own stance switch and its "force_eager" stance (what ``torch.compiler.set_stance`` enters, without
+    its decorator machinery: a twentieth of the time), or None where this torch has no such internals."""
     try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-@contextmanager
-def _eager_compiled_code() -> Iterator[None]:
-    """torch.compile'd functions run eagerly while tracing: Dynamo would otherwise trace convshape's own hooks.
-
-    Only when Dynamo is already imported (a model that compiles anything imported it while being built):
-    importing it costs about a second.
-    """
-    if "torch._dynamo" not in sys.modules:
-        yield
-        return
-    with torch.compiler.set_stance("force_eager"):
-        yield
+        from torch._dynamo.eval_frame import DynamoStance, _set_stance
+    except ImportError:
+        return None
+    return _set_stance, DynamoStance("force_eager")
 
 
 _active = threading.local()
@@ -183,26 +164,95 @@ def guarded(timeout: float | None = None) -> Iterator[None]:
         return
     _active.on = True
     try:
-        with _guard(timeout):
+        with _Guard(timeout):
             yield
     finally:
         _active.on = False
 
 
-@contextmanager
-def _guard(timeout: float | None) -> Iterator[None]:
-    saved_path = list(sys.path)
-    saved_exit = os._exit
-    with ExitStack() as stack:
-        stack.enter_context(warnings.catch_warnings())
-        # the global random state: a lazy layer's initialization or a forward's torch.rand must not move it
-        cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-        stack.enter_context(torch.random.fork_rng(devices=cuda))
-        os._exit = _exit_instead  # type: ignore[assignment]
+class _Guard:
+    """What :func:`guarded` holds, taken and put back in one place: each part undone on the way out, in reverse,
+    whatever happens (a trace of a small model spends more here than in its forward pass, so no generator
+    context managers)."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self.timeout = timeout
+        self._undo: list[Callable[[], object]] = []
+
+    def __enter__(self) -> None:
+        undo = self._undo
         try:
-            stack.enter_context(_eager_compiled_code())
-            stack.enter_context(_alarm(timeout))
-            yield
-        finally:
-            os._exit = saved_exit
-            sys.path[:] = saved_path
+            saved_path = list(sys.path)
+            saved_exit = os._exit
+
+            def path_and_exit() -> None:
+                os._exit = saved_exit
+                sys.path[:] = saved_path
+
+            undo.append(path_and_exit)
+            warns = warnings.catch_warnings()
+            warns.__enter__()
+            undo.append(lambda: warns.__exit__(None, None, None))
+            # the global random state: a lazy layer's initialization or a forward's torch.rand must not move it
+            # (what torch.random.fork_rng saves: the CPU generator, and every CUDA device's once CUDA is up)
+            cpu_state = torch.default_generator.get_state()
+            cuda = [(d, torch.cuda.get_rng_state(d)) for d in range(torch.cuda.device_count())] \
+                if torch.cuda.is_initialized() else []
+
+            def random_state() -> None:
+                torch.default_generator.set_state(cpu_state)
+                for device, state in cuda:
+                    torch.cuda.set_rng_state(state, device)
+
+            undo.append(random_state)
+            os._exit = _exit_instead  # type: ignore[assignment]
+            self._eager_compiled_code()
+            self._alarm()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+
+    def _eager_compiled_code(self) -> None:
+        """torch.compile'd functions run eagerly while tracing: Dynamo would otherwise trace convshape's own hooks.
+
+        Only when Dynamo is already imported (a model that compiles anything imported it while being built):
+        importing it costs about a second."""
+        if "torch._dynamo" not in sys.modules:
+            return
+        switch = _stance_setter()
+        if switch is None:
+            stance = torch.compiler.set_stance("force_eager")
+            stance.__enter__()
+            self._undo.append(lambda: stance.__exit__(None, None, None))
+            return
+        set_stance, eager = switch
+        prior = set_stance(eager)
+        self._undo.append(lambda: set_stance(prior))
+
+    def _alarm(self) -> None:
+        """Raise :class:`TimedOut` in the main thread after ``timeout`` seconds (no limit elsewhere, or when None)."""
+        seconds = self.timeout
+        if not seconds or threading.current_thread() is not threading.main_thread() or \
+                not hasattr(signal, "setitimer") or signal.getitimer(signal.ITIMER_REAL)[0] > 0:
+            return  # the caller's own alarm is running: leave it be
+        # signal.signal's enum conversions cost more than the rest of this guard: the C function behind it
+        previous = _signal.signal(signal.SIGALRM, _timed_out(seconds))
+
+        def handler_back() -> None:
+            _signal.signal(signal.SIGALRM, previous)
+
+        self._undo.append(handler_back)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        self._undo.append(lambda: signal.setitimer(signal.ITIMER_REAL, 0))
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        undo = self._undo
+        error: BaseException | None = None
+        while undo:
+            try:
+                undo.pop()()
+            except BaseException as e:  # every part is put back; the first failure is raised after
+                error = error or e
+        if error is not None:
+            raise error

@@ -330,3 +330,49 @@ def test_plain_values_and_train_mode_are_in_the_header_and_the_json() -> None:
     assert [(i.name, i.shape) for i in lstm.inputs] == [(None, (2, 5, 8)), ("state[0]", (2, 2, 16)),
                                                         ("state[1]", (2, 2, 16))]
     assert lstm.values == ()
+
+
+def test_the_signature_read_once_per_function_follows_a_changed_forward() -> None:
+    """The arity check reads ``forward``'s signature once per function; whatever inspect.signature reads from a
+    function (its code, defaults, ``__signature__``, ``__wrapped__``) changing is seen on the next trace."""
+    import functools
+    import inspect
+
+    from convshape.arity import _parameters
+
+    class Net(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * 2
+
+    net = Net()
+    assert convshape.trace_model(net, "2x3").rows
+    with pytest.raises(InputSpecError, match="takes 1 input"):
+        convshape.trace_model(net, "2x3", "2x3")
+    with pytest.raises(InputSpecError, match="no argument named 'y'"):
+        convshape.trace_model(Net(), "2x3", y="2x3")
+
+    def two(self: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return x * 2 if y is None else x + y
+
+    Net.forward = two  # type: ignore[method-assign]  # a new function: a new entry
+    assert [r.name for r in convshape.trace_model(net, "2x3", y="2x3").rows] == ["", "add"]
+    two.__defaults__ = None  # y now required: what inspect.signature says changes, so must the check
+    with pytest.raises(InputSpecError, match=r"forward\(x, y\) takes 2 input"):
+        convshape.trace_model(net, "2x3")
+    two.__signature__ = inspect.Signature([inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+                                           inspect.Parameter("x", inspect.Parameter.POSITIONAL_OR_KEYWORD)])
+    with pytest.raises(InputSpecError, match="takes 1 input"):
+        convshape.trace_model(net, "2x3", "2x3")
+
+    def inner(self: nn.Module, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a + b
+
+    @functools.wraps(inner)
+    def wrapped(*args: Any, **kwargs: Any) -> torch.Tensor:
+        return inner(*args, **kwargs)
+
+    Net.forward = wrapped  # type: ignore[method-assign]
+    for _ in range(2):  # the second time from the cache: the same answer as inspect's
+        assert [p.name for p in _parameters(net.forward, False) or []] == \
+            list(inspect.signature(net.forward).parameters) == ["a", "b"]
+        assert [p.name for p in _parameters(Net.forward, True) or []] == ["a", "b"]

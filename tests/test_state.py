@@ -224,3 +224,33 @@ def test_a_module_under_two_names_is_shown_under_its_first() -> None:
     names = [r.name for r in convshape.trace_model(model, "1x3").module_rows()]
     first = next(n for n, m in model.named_modules(remove_duplicate=False) if m is shared)
     assert names == ["", first, "1", first] and first == "0"
+
+
+def test_compiled_code_runs_eagerly_in_a_trace_and_the_stance_comes_back() -> None:
+    """Dynamo must not trace convshape's hooks: a torch.compile'd function inside the model runs eagerly, through
+    Dynamo's own stance switch (pinned: a torch that moves it fails here, not silently in users' traces)."""
+    import torch._dynamo.eval_frame as eval_frame
+
+    from convshape.isolation import _stance_setter
+
+    assert _stance_setter() is not None, "torch moved DynamoStance/_set_stance: isolation falls back to set_stance"
+    seen: list[bool] = []
+
+    @torch.compile(backend="eager")
+    def act(x: torch.Tensor) -> torch.Tensor:
+        seen.append(torch.compiler.is_compiling())
+        return torch.relu(x)
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return act(self.fc(x))
+
+    before = eval_frame._stance
+    trace = convshape.trace_model(Net(), "2x4")
+    assert seen == [False], "the compiled function was traced by Dynamo, not run eagerly"
+    assert eval_frame._stance is before
+    assert [r.name for r in trace.rows][-1] == "relu"
