@@ -23,6 +23,7 @@ from rich.text import Text
 
 from . import __version__
 from .errors import ConvshapeError, TraceError
+from .helptext import APP_HELP, SHORT_HELP, VERSION_HELP
 from .inputlang import parse_inputs
 from .spec import check_model_file, parse_device, parse_input, parse_kwargs, parse_model_ref
 
@@ -37,7 +38,7 @@ warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 app = typer.Typer(
     name="convshape", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
     pretty_exceptions_enable=False,
-    help="Every tensor shape through a PyTorch model, its parameters, and the in_features each Linear needs.",
+    help=APP_HELP,
 )
 DEFAULT_TIMEOUT = 300.0  # seconds; the same as convshape.run.DEFAULT_TIMEOUT (not imported: no torch here)
 EXIT_INTERRUPTED = 130
@@ -116,7 +117,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                                help="Show the version and exit.")] = False) -> None:
+                                                help=VERSION_HELP)] = False) -> None:
     """convshape: shapes, parameters and Linear sizes of PyTorch models."""
 
 
@@ -318,7 +319,7 @@ def _with_weights(rendered: Any, fmt: Format, report: Any) -> Any:
     return weights_text(report, rendered)
 
 
-@app.command(cls=_Command, short_help="Every layer and op in call order, with input and output shapes.")
+@app.command(cls=_Command, short_help=SHORT_HELP["trace"])
 @_command
 def trace(
     model: ModelArg,
@@ -440,7 +441,7 @@ def _report_out(report: Any, fmt: Format, explain: bool = False) -> str:
     return report_csv(report)
 
 
-@app.command(cls=_Command, short_help="Parameter tensors, counts, trainable/frozen and totals.")
+@app.command(cls=_Command, short_help=SHORT_HELP["params"])
 @_command
 def params(
     model: ModelArg,
@@ -500,7 +501,7 @@ def _checkpoint_params(path: str, weights: str | None, trust: bool, fmt: Format,
     _emit(to_json(report) if fmt is Format.json else checkpoint_table(report), fmt, ascii_only, output)
 
 
-@app.command("fc-size", cls=_Command, short_help="The in_features each nn.Linear needs, and the fix.")
+@app.command("fc-size", cls=_Command, short_help=SHORT_HELP["fc-size"])
 @_command
 def fc_size(
     model: ModelArg,
@@ -555,7 +556,7 @@ def fc_size(
     _exit_for_weights(checked)
 
 
-@app.command(cls=_Command, short_help="Which input sizes the model accepts, and why the others fail.")
+@app.command(cls=_Command, short_help=SHORT_HELP["sizes"])
 @_command
 def sizes(
     model: ModelArg,
@@ -636,7 +637,7 @@ def _fc_symbolic(model: str, inputs: list[str] | None, args: list[str] | None, d
         return symbolic_fc(target, specs, RunOptions(device=dev, timeout=timeout or None), [*source.notes, *more])
 
 
-@app.command(cls=_Command, short_help="Your forward's source with each line's shape as a comment.")
+@app.command(cls=_Command, short_help=SHORT_HELP["annotate"])
 @_command
 def annotate(
     model: ModelArg,
@@ -681,7 +682,7 @@ def annotate(
     _exit_for(traced, exception, debug)
 
 
-@app.command(cls=_Command, short_help="One layer on its own: output shape, arithmetic, parameters.")
+@app.command(cls=_Command, short_help=SHORT_HELP["layer"])
 @_command
 def layer(
     expr: Annotated[str, typer.Argument(help='A torch.nn layer call, e.g. "nn.Conv2d(3, 10, 2, 2)".',
