@@ -2,6 +2,7 @@
 
     python benchmarks/run.py                          # full run (about 9-10 minutes on 2 quiet cores)
     python benchmarks/run.py --quick                  # 3 repeats instead of 5 (about 6 minutes)
+    python benchmarks/run.py --repeats 9              # more repeats: steadier medians on a noisy machine
     python benchmarks/run.py --only in_process scaling  # some sections; Targets covers what ran
     python benchmarks/run.py --threads 1              # one torch thread in process: steadier on a busy machine
 
@@ -633,13 +634,16 @@ def _version(name: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repeats (3 instead of 5)")
+    parser.add_argument("--repeats", type=int, metavar="N",
+                        help="interleaved repeats of every measurement (default 5): more steady a noisy machine's "
+                             "medians")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, metavar="SECTION",
                         help=f"run only these sections ({', '.join(SECTIONS)}); Targets covers what ran")
     parser.add_argument("--threads", type=int, metavar="N",
                         help="torch threads for the in-process sections (default: torch's choice); 1 steadies the "
                              "cpu rows on a busy machine")
     args = parser.parse_args()
-    repeats = 3 if args.quick else 5
+    repeats = args.repeats or (3 if args.quick else 5)
     # convshape's own modules byte-compiled, as pip leaves an installed wheel: an editable install under
     # PYTHONDONTWRITEBYTECODE=1 (this machine's environment) would compile them from source in every process
     compileall.compile_dir(str(ROOT / "convshape"), quiet=1)

@@ -7,20 +7,27 @@ from typing import Any
 
 import torch
 
+_TENSOR = torch.Tensor
+PLAIN_TYPES = frozenset({type(None), bool, int, float, str})  # a literal argument kept as it is
+
 
 def tensors_in(value: Any, out: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
     """Every tensor in ``value`` as a list, in order, looking inside tuples, lists and dicts."""
     if out is None:
         out = []
-    if isinstance(value, torch.Tensor):
+    kind = type(value)
+    if kind in PLAIN_TYPES:  # None, a number, a string: most keyword arguments (a trace scans every call's)
+        return out
+    if kind is _TENSOR or isinstance(value, torch.Tensor):
         out.append(value)
-    elif isinstance(value, (tuple, list)):
+    elif kind is tuple or kind is list or isinstance(value, (tuple, list)):
         for item in value:
-            if isinstance(item, torch.Tensor):
+            item_kind = type(item)
+            if item_kind is _TENSOR or (item_kind not in PLAIN_TYPES and isinstance(item, torch.Tensor)):
                 out.append(item)
-            elif isinstance(item, (tuple, list, dict)):
+            elif item_kind not in PLAIN_TYPES and isinstance(item, (tuple, list, dict)):
                 tensors_in(item, out)
-    elif isinstance(value, dict):
+    elif kind is dict or isinstance(value, dict):
         for item in value.values():
             tensors_in(item, out)
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):  # model outputs as dataclasses
@@ -46,9 +53,6 @@ def dtype_name(dtype: torch.dtype) -> str:
     if name is None:
         name = DTYPE_NAMES[dtype] = str(dtype).removeprefix("torch.")
     return name
-
-
-PLAIN_TYPES = frozenset({type(None), bool, int, float, str})  # a literal argument kept as it is
 
 
 def jsonable(value: Any) -> Any:

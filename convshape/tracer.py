@@ -447,36 +447,51 @@ class Recorder(TorchFunctionMode):
             self._busy = False
 
     def _enter_module(self, module: nn.Module, args: tuple[Any, ...]) -> None:
-        shapes, sources, _ = self._inputs(
-            [args[0]] if len(args) == 1 and type(args[0]) is torch.Tensor else tensors_in(args))
+        if len(args) == 1 and type(args[0]) is _TENSOR:  # layer(x), the commonest call: _inputs' work, inline
+            t = args[0]
+            entry = self._producers.get(id(t))
+            shapes: tuple[Shape, ...] = (tuple(t.shape),)
+            sources: tuple[int | None, ...] = (entry[1] if entry is not None and entry[0]() is t else None,)
+        else:
+            shapes, sources, _ = self._inputs(tensors_in(args))
         key = id(module)
-        call = self._calls.get(key, 0)
-        self._calls[key] = call + 1
+        calls = self._calls
+        call = calls.get(key, 0)
+        calls[key] = call + 1
         known = self._static.get(key)
         if known is None or known[3]:
             known = self._static[key] = self._static_of(module)
-        name, op, attrs, _ = known
-        parent = self.stack[-1] if self.stack else None
-        if parent is not None:
+        stack = self.stack
+        rows = self.rows
+        if stack:
+            parent: _Pending | None = stack[-1]
             caller = _module_caller(sys._getframe(2))
-            source, site = (_where(caller), caller.f_lasti) if caller is not None else (None, None)
+            if caller is not None:
+                lasti = caller.f_lasti
+                site: int | None = lasti
+                source = _WHERE.get((caller.f_code, lasti)) or _where(caller)
+            else:
+                source = site = None
         else:
-            caller = source = site = None
-        row = _Pending(len(self.rows), "module", name, op, len(self.stack), shapes, self._params_of(module),
-                       source, parent.index if parent else None, sources, call, module, attrs=attrs, site=site)
+            parent = caller = source = site = None
+        params = self._param_counts.get(key)
+        row = _Pending(len(rows), "module", known[0], known[1], len(stack), shapes,
+                       params if params is not None else self._params_of(module), source,
+                       parent.index if parent is not None else None, sources, call, module, attrs=known[2], site=site)
         if self.frames and caller is not None:
             row.frames = _user_frames(caller, self._serials)
-        self.rows.append(row)
-        self.stack.append(row)
-        if self._runs and key in self._runs and call == 0:  # the first of a run of blocks: a template, maybe
+        rows.append(row)
+        stack.append(row)
+        if self._runs and call == 0 and key in self._runs:  # the first of a run of blocks: a template, maybe
             self._entries[key] = (row, input_state(args, {}), self.saw_new_modules, self._failed_fn)
-        if not self.repair_linear and len(_PRE_HOOKS) == 1 and len(_POST_HOOKS) == 1:  # no one else's hooks
+        if len(_PRE_HOOKS) == 1 and len(_POST_HOOKS) == 1 and not self.repair_linear:  # no one else's hooks
             priced = layer_plan(module, args)
-            modes = _MODES()
-            if priced is not DISPATCH and modes and _MODE_AT(modes - 1) is self:  # (an empty stack: torch segfaults)
-                _POP_MODE()  # torch's own calls in this leaf are known: no need to see them
-                row.priced = priced
-                self._off = row
+            if priced is not DISPATCH:
+                modes = _MODES()
+                if modes and _MODE_AT(modes - 1) is self:  # (an empty stack: torch segfaults)
+                    _POP_MODE()  # torch's own calls in this leaf are known: no need to see them
+                    row.priced = priced
+                    self._off = row
 
     def _mode_on(self) -> None:
         _PUSH_MODE(self)
@@ -509,27 +524,40 @@ class Recorder(TorchFunctionMode):
             self._busy = False
 
     def _leave_module(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
+        stack = self.stack
         # Pop rows whose modules raised and were caught by the user's code on the way here.
-        while self.stack and self.stack[-1].module is not module:
-            self.stack.pop()
-        if not self.stack:
+        while stack and stack[-1].module is not module:
+            stack.pop()
+        if not stack:
             return
-        row = self.stack.pop()
+        row = stack.pop()
         if row.op.startswith("Lazy") or id(module) not in self._param_counts:
             row.params = self._params_of(module)
         if kwargs:
             shapes, sources, _ = self._inputs(tensors_in(kwargs))
             row.input_shapes += shapes
             row.inputs_from += sources
-        row.output_shapes, row.output_dtypes, row.alloc_bytes = self._produced(output, row.index, keep_inner=True)
+        if type(output) is _TENSOR:  # one plain tensor: _produced's work (keep_inner), inline
+            key = id(output)
+            producers = self._producers
+            entry = producers.get(key)
+            existed = entry is not None and entry[0]() is output
+            row.alloc_bytes = 0 if existed or key in self.input_ids else self._new_storage_bytes(output)
+            if not existed or entry[1] <= row.index:  # type: ignore[index]  # else made by a layer inside
+                producers[key] = (weakref.ref(output), row.index)
+            dtype = output.dtype
+            row.output_shapes = (tuple(output.shape),)
+            row.output_dtypes = (DTYPE_NAMES.get(dtype) or dtype_name(dtype),)
+        else:
+            row.output_shapes, row.output_dtypes, row.alloc_bytes = self._produced(output, row.index, keep_inner=True)
         row.module = None
         priced = row.priced
         if priced is not None and priced is not ZERO and self.costs:
             row.own_flops = priced((), {}, output)
         if self._entries:
-            entry = self._entries.pop(id(module), None)
-            if entry is not None and entry[0] is row:
-                self._template(module, row, entry, args, kwargs, output)
+            entry_ = self._entries.pop(id(module), None)
+            if entry_ is not None and entry_[0] is row:
+                self._template(module, row, entry_, args, kwargs, output)
 
     # -- identical blocks (reuse.py) -----------------------------------------------------------
     def _template(self, block: nn.Module, row: _Pending, entry: tuple[_Pending, Any, bool, Row | None],
@@ -722,36 +750,60 @@ class Recorder(TorchFunctionMode):
     def _function_row(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any,
                       caller: FrameType, flops: int | None = 0) -> Row:
         """A function row is complete when made (its output is known): it is frozen at once."""
-        if len(self.rows) >= self.max_rows:
+        rows = self.rows
+        index = len(rows)
+        if index >= self.max_rows:
             raise TooManyCalls(self.max_rows)
         name, op = op_label(func)
-        tensors: list[torch.Tensor] = []
-        given: list[Any] = []  # the arguments as literals: tensors and other objects become None
-        for a in args:
-            kind = type(a)
-            if kind is _TENSOR:
-                tensors.append(a)
-                given.append(None)
-            elif kind in PLAIN_TYPES:
-                given.append(a)
-            else:  # nested, a Parameter, a Size, a dtype...
-                tensors_in(a, tensors)
-                given.append(jsonable(a))
-        literal: dict[str, Any] = {"args": given}
-        if kwargs:
-            tensors_in(kwargs, tensors)
-        shapes, sources, params = self._inputs(tensors)
-        if kwargs:
-            literal["kwargs"] = {k: jsonable(v) for k, v in kwargs.items()}
-        index = len(self.rows)
-        out_shapes, out_dtypes, allocated = (self._produced(out, index, keep_inner=False) if out is not None
-                                             else ((), (), 0))
+        producers = self._producers
+        if len(args) == 1 and not kwargs and type(args[0]) is _TENSOR:  # f(x), the commonest call: no lists
+            t = args[0]
+            entry = producers.get(id(t))
+            shapes: tuple[Shape, ...] = (tuple(t.shape),)
+            sources: tuple[int | None, ...] = (entry[1] if entry is not None and entry[0]() is t else None,)
+            params = 0
+            literal: dict[str, Any] = {"args": [None]}
+        else:
+            tensors: list[torch.Tensor] = []
+            given: list[Any] = []  # the arguments as literals: tensors and other objects become None
+            for a in args:
+                kind = type(a)
+                if kind is _TENSOR:
+                    tensors.append(a)
+                    given.append(None)
+                elif kind in PLAIN_TYPES:
+                    given.append(a)
+                else:  # nested, a Parameter, a Size, a dtype...
+                    tensors_in(a, tensors)
+                    given.append(jsonable(a))
+            literal = {"args": given}
+            if kwargs:
+                tensors_in(kwargs, tensors)
+            shapes, sources, params = self._inputs(tensors)
+            if kwargs:
+                literal["kwargs"] = {k: jsonable(v) for k, v in kwargs.items()}
+        if type(out) is _TENSOR:  # one plain tensor: _produced's work, inline
+            key = id(out)
+            entry = producers.get(key)
+            allocated = 0 if (entry is not None and entry[0]() is out) or key in self.input_ids \
+                else self._new_storage_bytes(out)
+            producers[key] = (weakref.ref(out), index)
+            dtype = out.dtype
+            out_shapes: tuple[Shape, ...] = (tuple(out.shape),)
+            out_dtypes: tuple[str, ...] = (DTYPE_NAMES.get(dtype) or dtype_name(dtype),)
+        elif out is not None:
+            out_shapes, out_dtypes, allocated = self._produced(out, index, keep_inner=False)
+        else:
+            out_shapes, out_dtypes, allocated = (), (), 0
+        lasti = caller.f_lasti
+        where = _WHERE.get((caller.f_code, lasti)) or _where(caller)
+        stack = self.stack
         counted = flops if self.costs else None
-        row = _new_row(Row, (index, "function", name, op, len(self.stack), shapes, out_shapes, out_dtypes, params,
-                             _where(caller), self.stack[-1].index if self.stack else None, sources, 0, out is None,
-                             literal, counted, None if counted is None else counted // 2, allocated, caller.f_lasti,
+        row = _new_row(Row, (index, "function", name, op, len(stack), shapes, out_shapes, out_dtypes, params,
+                             where, stack[-1].index if stack else None, sources, 0, out is None,
+                             literal, counted, None if counted is None else counted // 2, allocated, lasti,
                              _user_frames(caller, self._serials) if self.frames else ()))
-        self.rows.append(row)
+        rows.append(row)
         return row
 
     def _repair_linear(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor | None:
