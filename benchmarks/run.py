@@ -472,6 +472,7 @@ def _chain(label: str, cls: Callable[[int], nn.Module], repeats: int) -> tuple[C
 
     every = _contenders(x, "cpu")
     runs = {k: every[k] for k in ("forward", "hooked", "convshape", "convshape_nomacs")}
+    runs["floor"] = _interception_floor(x)
     variants = tuple(runs)
     times: dict[tuple[str, int], list[float]] = {(v, n): [] for v in variants for n in SCALING_SIZES}
     heap: dict[tuple[str, int], HeapUse] = {}
@@ -498,9 +499,10 @@ def _chain(label: str, cls: Callable[[int], nn.Module], repeats: int) -> tuple[C
         for name, fits in (("peak", result.heap), ("held", result.held), ("cyclic", result.cyclic),
                            ("left", result.left)):
             fits[v] = fit([(n, float(getattr(heap[v, n], name))) for n in SCALING_SIZES])
+    result.time["floor"] = fit([(n, med["floor", n] - med["forward", n]) for n in SCALING_SIZES])
     lines = [f"{label.capitalize()} chain (one row per {label} call):", "",
-             "| calls | forward ms | hooked ms | convshape ms | no MACs ms | heap peak MB | no MACs | "
-             "held by the trace MB | no MACs |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| calls | forward ms | hooked ms | convshape ms | no MACs ms | interception alone ms | heap peak MB | "
+             "no MACs | held by the trace MB | no MACs |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for n in SCALING_SIZES:
         ms = [f"{med[v, n] * 1e3:.1f}" for v in variants]
         mb = [f"{getattr(heap[v, n], what) / 1e6:.2f}" for what in ("peak", "held")
@@ -509,7 +511,8 @@ def _chain(label: str, cls: Callable[[int], nn.Module], repeats: int) -> tuple[C
     lines.append("")
     t, tb, th = result.time["convshape"], result.time["convshape_nomacs"], result.time["hooked"]
     lines.append(f"- time: convshape adds **{t.slope * 1e6:.1f} µs per {label} call** with MACs "
-                 f"({tb.slope * 1e6:.1f} µs without; a no-op hook: {th.slope * 1e6:.1f} µs), "
+                 f"({tb.slope * 1e6:.1f} µs without; a no-op hook: {th.slope * 1e6:.1f} µs; convshape's interception "
+                 f"alone, its hooks and mode doing nothing: {result.time['floor'].slope * 1e6:.1f} µs), "
                  f"{t.intercept * 1e3:+.1f} ms fixed; r² {t.r2:.4f}, upper/lower-half slope {t.half_ratio:.2f} "
                  f"(no MACs: r² {tb.r2:.4f}, {tb.half_ratio:.2f}).")
     for v, title in (("convshape", "with MACs"), ("convshape_nomacs", "without")):
@@ -519,6 +522,34 @@ def _chain(label: str, cls: Callable[[int], nn.Module], repeats: int) -> tuple[C
                      f"bytes per row; dropped, it leaves {_bytes(result.cyclic[v].slope)} bytes per row in "
                      f"reference cycles until the collector runs, and {_bytes(result.left[v].slope)} after it.")
     return result, lines
+
+
+def _interception_floor(x: Any) -> Callable[[nn.Module], object]:
+    """The forward under what convshape installs, each part doing nothing: a global pre-hook, a global forward hook
+    (with keyword arguments, called when forward raises too) and a TorchFunctionMode that calls straight through.
+    What a recorder of every call pays before it records anything."""
+    from torch.nn.modules import module as nn_module
+    from torch.overrides import TorchFunctionMode
+
+    class Through(TorchFunctionMode):
+        def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                               kwargs: dict[str, Any] | None = None) -> Any:
+            return func(*args, **(kwargs or {}))
+
+    def floor(model: nn.Module) -> object:
+        pre = nn_module.register_module_forward_pre_hook(lambda module, args: None)
+        post = nn_module.register_module_forward_hook(lambda module, args, *given: None, with_kwargs=True,
+                                                      always_call=True)
+        try:
+            with torch.no_grad(), Through():
+                return model(x)
+        finally:
+            for handle in (pre, post):
+                handle.remove()
+            nn_module._global_forward_hooks_with_kwargs.pop(post.id, None)
+            nn_module._global_forward_hooks_always_called.pop(post.id, None)
+
+    return floor
 
 
 def scaling(repeats: int, results: Results) -> list[str]:

@@ -138,14 +138,20 @@ def _timed_out(seconds: float) -> Any:
     return handler
 
 
+_SWITCH: list[tuple[Callable[[Any], Any], Any] | None] = []  # _stance_setter's answer, once Dynamo is imported
+
+
 def _stance_setter() -> tuple[Callable[[Any], Any], Any] | None:
     """Dynamo's own stance switch and its "force_eager" stance (what ``torch.compiler.set_stance`` enters, without
     its decorator machinery: a twentieth of the time), or None where this torch has no such internals."""
-    try:
-        from torch._dynamo.eval_frame import DynamoStance, _set_stance
-    except ImportError:
-        return None
-    return _set_stance, DynamoStance("force_eager")
+    if not _SWITCH:
+        try:
+            from torch._dynamo.eval_frame import DynamoStance, _set_stance
+        except ImportError:
+            _SWITCH.append(None)
+        else:
+            _SWITCH.append((_set_stance, DynamoStance("force_eager")))
+    return _SWITCH[0]
 
 
 _active = threading.local()
