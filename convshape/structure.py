@@ -75,27 +75,34 @@ def walk(root: nn.Module) -> Structure:
             continue
         names[key] = name
         modules.append(module)
-        for p in module._parameters.values():
-            if p is None:
-                continue
-            if id(p) in seen_tensors:
-                found.shared = True
-                continue
-            seen_tensors.add(id(p))
-            found.parameters.append(p)
-            if isinstance(p, UninitializedParameter):
-                found.lazy = True
-        for b in module._buffers.values():
-            if b is None or id(b) in seen_tensors:
-                continue
-            seen_tensors.add(id(b))
-            found.buffers.append(b)
-            if isinstance(b, UninitializedBuffer):
-                found.lazy = True
-        kids = [(f"{name}.{k}" if name else k, c) for k, c in module._modules.items() if c is not None]
-        if kids:
-            children[key] = [c for _, c in kids]
-            stack.extend(reversed(kids))
+        own = module.__dict__  # (a model of 10,000 activations: most modules have no tensors and no children)
+        if not ("_parameters" in own and "_buffers" in own and "_modules" in own):  # kept elsewhere: ask the module
+            own = {k: getattr(module, k) for k in ("_parameters", "_buffers", "_modules")}
+        if own["_parameters"]:
+            for p in own["_parameters"].values():
+                if p is None:
+                    continue
+                if id(p) in seen_tensors:
+                    found.shared = True
+                    continue
+                seen_tensors.add(id(p))
+                found.parameters.append(p)
+                if isinstance(p, UninitializedParameter):
+                    found.lazy = True
+        if own["_buffers"]:
+            for b in own["_buffers"].values():
+                if b is None or id(b) in seen_tensors:
+                    continue
+                seen_tensors.add(id(b))
+                found.buffers.append(b)
+                if isinstance(b, UninitializedBuffer):
+                    found.lazy = True
+        if own["_modules"]:
+            prefix = f"{name}." if name else ""
+            kids = [(prefix + k, c) for k, c in own["_modules"].items() if c is not None]
+            if kids:
+                children[key] = [c for _, c in kids]
+                stack.extend(reversed(kids))
     return found
 
 

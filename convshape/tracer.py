@@ -832,12 +832,17 @@ class Recorder(TorchFunctionMode):
         below: dict[int, int | None] = {}
         frozen: list[Row] = [None] * len(self.rows)  # type: ignore[list-item]
         for r in reversed(self.rows):
-            if isinstance(r, Row):
+            total: int | None
+            i = r.index
+            if type(r) is Row:
                 total = r.flops
-                frozen[r.index] = r
+                frozen[i] = r
             else:
-                total = _plus(r.own_flops, below.get(r.index, 0))
-                frozen[r.index] = r.freeze(total)
-            if r.parent is not None:
-                below[r.parent] = _plus(below.get(r.parent, 0), total)
+                own, inner = r.own_flops, below.get(i, 0)
+                total = None if own is None or inner is None else own + inner  # None (unknown) wins
+                frozen[i] = r.freeze(total)
+            parent = r.parent
+            if parent is not None:
+                sofar = below.get(parent, 0)
+                below[parent] = None if sofar is None or total is None else sofar + total
         return tuple(frozen)
