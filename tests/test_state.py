@@ -254,3 +254,30 @@ def test_compiled_code_runs_eagerly_in_a_trace_and_the_stance_comes_back() -> No
     assert seen == [False], "the compiled function was traced by Dynamo, not run eagerly"
     assert eval_frame._stance is before
     assert [r.name for r in trace.rows][-1] == "relu"
+
+
+def test_a_guard_that_fails_half_way_in_puts_back_what_it_took(monkeypatch: pytest.MonkeyPatch) -> None:
+    """isolation's guard takes its parts one by one: when one fails, those taken before it come back, and the
+    failure is the caller's to see."""
+    from convshape import isolation
+
+    before = process_state()
+    monkeypatch.setattr(isolation, "_exit_instead", None)  # what os._exit becomes: a marker to check it came back
+
+    class Boom(Exception):
+        pass
+
+    def fails(self: Any) -> None:
+        raise Boom("the stance switch failed")
+
+    monkeypatch.setattr(isolation._Guard, "_eager_compiled_code", fails)
+    with pytest.raises(Boom), isolation.guarded(5.0):
+        pass  # never reached
+    monkeypatch.undo()
+    _same_process(dict(before), process_state())
+    assert not getattr(isolation._active, "on", False)
+    with isolation.guarded(5.0):  # and the next guard works
+        assert os._exit is isolation._exit_instead
+        assert signal.getitimer(signal.ITIMER_REAL)[0] > 0
+    assert signal.getitimer(signal.ITIMER_REAL)[0] == 0
+    _same_process(before, process_state())
