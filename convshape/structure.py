@@ -7,7 +7,9 @@ forward pass's own hooks. :func:`walk` reads every module's own dicts once.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -79,24 +81,9 @@ def walk(root: nn.Module) -> Structure:
         if not ("_parameters" in own and "_buffers" in own and "_modules" in own):  # kept elsewhere: ask the module
             own = {k: getattr(module, k) for k in ("_parameters", "_buffers", "_modules")}
         if own["_parameters"]:
-            for p in own["_parameters"].values():
-                if p is None:
-                    continue
-                if id(p) in seen_tensors:
-                    found.shared = True
-                    continue
-                seen_tensors.add(id(p))
-                found.parameters.append(p)
-                if isinstance(p, UninitializedParameter):
-                    found.lazy = True
+            _take(found, own["_parameters"].values(), found.parameters, seen_tensors, shared_if_seen=True)
         if own["_buffers"]:
-            for b in own["_buffers"].values():
-                if b is None or id(b) in seen_tensors:
-                    continue
-                seen_tensors.add(id(b))
-                found.buffers.append(b)
-                if isinstance(b, UninitializedBuffer):
-                    found.lazy = True
+            _take(found, own["_buffers"].values(), found.buffers, seen_tensors, shared_if_seen=False)
         if own["_modules"]:
             prefix = f"{name}." if name else ""
             kids = [(prefix + k, c) for k, c in own["_modules"].items() if c is not None]
@@ -104,6 +91,22 @@ def walk(root: nn.Module) -> Structure:
                 children[key] = [c for _, c in kids]
                 stack.extend(reversed(kids))
     return found
+
+
+def _take(found: Structure, tensors: Iterable[torch.Tensor | None], into: list[Any], seen: set[int],
+          shared_if_seen: bool) -> None:
+    """A module's parameters (or buffers) into ``into``, each once; one met before marks a shared model (a tied
+    parameter: buffers are not counted, so a shared one is not), an uninitialized one a lazy model."""
+    for t in tensors:
+        if t is None:
+            continue
+        if id(t) in seen:
+            found.shared = found.shared or shared_if_seen
+            continue
+        seen.add(id(t))
+        into.append(t)
+        if isinstance(t, (UninitializedParameter, UninitializedBuffer)):
+            found.lazy = True
 
 
 def set_training(found: Structure, mode: bool) -> None:
