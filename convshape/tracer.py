@@ -15,7 +15,7 @@ import functools
 import os
 import sys
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import CodeType, FrameType, TracebackType
 from typing import Any
@@ -356,7 +356,7 @@ class Recorder(TorchFunctionMode):
         self._handles = []
 
     # -- bookkeeping --------------------------------------------------------------------------
-    def _inputs(self, tensors: list[torch.Tensor]) -> tuple[tuple[Shape, ...], tuple[int | None, ...], int]:
+    def _inputs(self, tensors: Sequence[torch.Tensor]) -> tuple[tuple[Shape, ...], tuple[int | None, ...], int]:
         """Shapes of the input tensors, the row that produced each, and the elements of any Parameters."""
         producers = self._producers
         if len(tensors) == 1 and type(tensors[0]) is _TENSOR:  # the common call: one plain tensor
@@ -447,13 +447,8 @@ class Recorder(TorchFunctionMode):
             self._busy = False
 
     def _enter_module(self, module: nn.Module, args: tuple[Any, ...]) -> None:
-        if len(args) == 1 and type(args[0]) is _TENSOR:  # layer(x), the commonest call: _inputs' work, inline
-            t = args[0]
-            entry = self._producers.get(id(t))
-            shapes: tuple[Shape, ...] = (tuple(t.shape),)
-            sources: tuple[int | None, ...] = (entry[1] if entry is not None and entry[0]() is t else None,)
-        else:
-            shapes, sources, _ = self._inputs(tensors_in(args))
+        # layer(x), the commonest call: its one tensor as it is, no scan
+        shapes, sources, _ = self._inputs(args if len(args) == 1 and type(args[0]) is _TENSOR else tensors_in(args))
         key = id(module)
         calls = self._calls
         call = calls.get(key, 0)
@@ -467,9 +462,8 @@ class Recorder(TorchFunctionMode):
             parent: _Pending | None = stack[-1]
             caller = _module_caller(sys._getframe(2))
             if caller is not None:
-                lasti = caller.f_lasti
-                site: int | None = lasti
-                source = _WHERE.get((caller.f_code, lasti)) or _where(caller)
+                site: int | None = caller.f_lasti
+                source = _where(caller)
             else:
                 source = site = None
         else:
@@ -537,27 +531,15 @@ class Recorder(TorchFunctionMode):
             shapes, sources, _ = self._inputs(tensors_in(kwargs))
             row.input_shapes += shapes
             row.inputs_from += sources
-        if type(output) is _TENSOR:  # one plain tensor: _produced's work (keep_inner), inline
-            key = id(output)
-            producers = self._producers
-            entry = producers.get(key)
-            existed = entry is not None and entry[0]() is output
-            row.alloc_bytes = 0 if existed or key in self.input_ids else self._new_storage_bytes(output)
-            if not existed or entry[1] <= row.index:  # type: ignore[index]  # else made by a layer inside
-                producers[key] = (weakref.ref(output), row.index)
-            dtype = output.dtype
-            row.output_shapes = (tuple(output.shape),)
-            row.output_dtypes = (DTYPE_NAMES.get(dtype) or dtype_name(dtype),)
-        else:
-            row.output_shapes, row.output_dtypes, row.alloc_bytes = self._produced(output, row.index, keep_inner=True)
+        row.output_shapes, row.output_dtypes, row.alloc_bytes = self._produced(output, row.index, keep_inner=True)
         row.module = None
         priced = row.priced
         if priced is not None and priced is not ZERO and self.costs:
             row.own_flops = priced((), {}, output)
         if self._entries:
-            entry_ = self._entries.pop(id(module), None)
-            if entry_ is not None and entry_[0] is row:
-                self._template(module, row, entry_, args, kwargs, output)
+            entry = self._entries.pop(id(module), None)
+            if entry is not None and entry[0] is row:
+                self._template(module, row, entry, args, kwargs, output)
 
     # -- identical blocks (reuse.py) -----------------------------------------------------------
     def _template(self, block: nn.Module, row: _Pending, entry: tuple[_Pending, Any, bool, Row | None],
@@ -755,13 +737,8 @@ class Recorder(TorchFunctionMode):
         if index >= self.max_rows:
             raise TooManyCalls(self.max_rows)
         name, op = op_label(func)
-        producers = self._producers
-        if len(args) == 1 and not kwargs and type(args[0]) is _TENSOR:  # f(x), the commonest call: no lists
-            t = args[0]
-            entry = producers.get(id(t))
-            shapes: tuple[Shape, ...] = (tuple(t.shape),)
-            sources: tuple[int | None, ...] = (entry[1] if entry is not None and entry[0]() is t else None,)
-            params = 0
+        if len(args) == 1 and not kwargs and type(args[0]) is _TENSOR:  # f(x), the commonest call: no scan
+            shapes, sources, params = self._inputs(args)
             literal: dict[str, Any] = {"args": [None]}
         else:
             tensors: list[torch.Tensor] = []
@@ -782,26 +759,13 @@ class Recorder(TorchFunctionMode):
             shapes, sources, params = self._inputs(tensors)
             if kwargs:
                 literal["kwargs"] = {k: jsonable(v) for k, v in kwargs.items()}
-        if type(out) is _TENSOR:  # one plain tensor: _produced's work, inline
-            key = id(out)
-            entry = producers.get(key)
-            allocated = 0 if (entry is not None and entry[0]() is out) or key in self.input_ids \
-                else self._new_storage_bytes(out)
-            producers[key] = (weakref.ref(out), index)
-            dtype = out.dtype
-            out_shapes: tuple[Shape, ...] = (tuple(out.shape),)
-            out_dtypes: tuple[str, ...] = (DTYPE_NAMES.get(dtype) or dtype_name(dtype),)
-        elif out is not None:
-            out_shapes, out_dtypes, allocated = self._produced(out, index, keep_inner=False)
-        else:
-            out_shapes, out_dtypes, allocated = (), (), 0
-        lasti = caller.f_lasti
-        where = _WHERE.get((caller.f_code, lasti)) or _where(caller)
+        out_shapes, out_dtypes, allocated = (self._produced(out, index, keep_inner=False) if out is not None
+                                             else ((), (), 0))
         stack = self.stack
         counted = flops if self.costs else None
         row = _new_row(Row, (index, "function", name, op, len(stack), shapes, out_shapes, out_dtypes, params,
-                             where, stack[-1].index if stack else None, sources, 0, out is None,
-                             literal, counted, None if counted is None else counted // 2, allocated, lasti,
+                             _where(caller), stack[-1].index if stack else None, sources, 0, out is None,
+                             literal, counted, None if counted is None else counted // 2, allocated, caller.f_lasti,
                              _user_frames(caller, self._serials) if self.frames else ()))
         rows.append(row)
         return row
@@ -838,11 +802,8 @@ class Recorder(TorchFunctionMode):
                 total = r.flops
                 frozen[i] = r
             else:
-                own, inner = r.own_flops, below.get(i, 0)
-                total = None if own is None or inner is None else own + inner  # None (unknown) wins
+                total = _plus(r.own_flops, below.get(i, 0))
                 frozen[i] = r.freeze(total)
-            parent = r.parent
-            if parent is not None:
-                sofar = below.get(parent, 0)
-                below[parent] = None if sofar is None or total is None else sofar + total
+            if r.parent is not None:
+                below[r.parent] = _plus(below.get(r.parent, 0), total)
         return tuple(frozen)
