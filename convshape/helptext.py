@@ -11,7 +11,7 @@ import shutil
 PROG = "convshape"
 APP_HELP = "Every tensor shape through a PyTorch model, its parameters, and the in_features each Linear needs."
 VERSION_HELP = "Show the version and exit."
-HELP_HELP = "Show this message and exit."
+HELP_HELP = "Show this message and exit."  # typer's own line for --help (cli registers no text for it)
 # (name, the one line the command list shows), in the order cli registers them
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("trace", "Every layer and op in call order, with input and output shapes."),
