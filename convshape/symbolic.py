@@ -39,7 +39,7 @@ from .cells import place
 from .errors import ConvshapeError, InputSpecError, safe_str
 from .failure import describe
 from .inputlang import Inputs
-from .inputs import has_symbols, leaves, map_leaves, plain_values  # noqa: F401  (has_symbols: imported from here)
+from .inputs import leaves, map_leaves, plain_values
 from .isolation import _unique_tensors, guarded
 from .params import totals_of
 from .paths import TORCH_DIR, is_user_file, user_frame_summary

@@ -7,7 +7,6 @@ from typing import Any
 
 import torch
 
-_TENSOR = torch.Tensor
 PLAIN_TYPES = frozenset({type(None), bool, int, float, str})  # a literal argument kept as it is
 
 
@@ -15,19 +14,17 @@ def tensors_in(value: Any, out: list[torch.Tensor] | None = None) -> list[torch.
     """Every tensor in ``value`` as a list, in order, looking inside tuples, lists and dicts."""
     if out is None:
         out = []
-    kind = type(value)
-    if kind in PLAIN_TYPES:  # None, a number, a string: most keyword arguments (a trace scans every call's)
+    if type(value) in PLAIN_TYPES:  # None, a number, a string: most keyword arguments (a trace scans every call's)
         return out
-    if kind is _TENSOR or isinstance(value, torch.Tensor):
+    if isinstance(value, torch.Tensor):
         out.append(value)
-    elif kind is tuple or kind is list or isinstance(value, (tuple, list)):
+    elif isinstance(value, (tuple, list)):
         for item in value:
-            item_kind = type(item)
-            if item_kind is _TENSOR or (item_kind not in PLAIN_TYPES and isinstance(item, torch.Tensor)):
+            if isinstance(item, torch.Tensor):
                 out.append(item)
-            elif item_kind not in PLAIN_TYPES and isinstance(item, (tuple, list, dict)):
+            elif isinstance(item, (tuple, list, dict)):
                 tensors_in(item, out)
-    elif kind is dict or isinstance(value, dict):
+    elif isinstance(value, dict):
         for item in value.values():
             tensors_in(item, out)
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):  # model outputs as dataclasses

@@ -456,6 +456,7 @@ class Recorder(TorchFunctionMode):
         known = self._static.get(key)
         if known is None or known[3]:
             known = self._static[key] = self._static_of(module)
+        name, op, attrs, _ = known
         stack = self.stack
         rows = self.rows
         if stack:
@@ -468,10 +469,8 @@ class Recorder(TorchFunctionMode):
                 source = site = None
         else:
             parent = caller = source = site = None
-        params = self._param_counts.get(key)
-        row = _Pending(len(rows), "module", known[0], known[1], len(stack), shapes,
-                       params if params is not None else self._params_of(module), source,
-                       parent.index if parent is not None else None, sources, call, module, attrs=known[2], site=site)
+        row = _Pending(len(rows), "module", name, op, len(stack), shapes, self._params_of(module), source,
+                       parent.index if parent is not None else None, sources, call, module, attrs=attrs, site=site)
         if self.frames and caller is not None:
             row.frames = _user_frames(caller, self._serials)
         rows.append(row)
@@ -796,14 +795,12 @@ class Recorder(TorchFunctionMode):
         below: dict[int, int | None] = {}
         frozen: list[Row] = [None] * len(self.rows)  # type: ignore[list-item]
         for r in reversed(self.rows):
-            total: int | None
-            i = r.index
-            if type(r) is Row:
+            if isinstance(r, Row):
                 total = r.flops
-                frozen[i] = r
+                frozen[r.index] = r
             else:
-                total = _plus(r.own_flops, below.get(i, 0))
-                frozen[i] = r.freeze(total)
+                total = _plus(r.own_flops, below.get(r.index, 0))
+                frozen[r.index] = r.freeze(total)
             if r.parent is not None:
                 below[r.parent] = _plus(below.get(r.parent, 0), total)
         return tuple(frozen)
