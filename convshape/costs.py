@@ -21,7 +21,7 @@ Only the last way pays for a Python dispatch per aten op, and only for the calls
 from __future__ import annotations
 
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -131,7 +131,12 @@ _BMM_FLOP = getattr(flop_counter.bmm_flop, "__wrapped__", flop_counter.bmm_flop)
 def _product(left: torch.Tensor, out: Any) -> int:
     """``left @ right`` as aten runs it (mm or bmm over the broadcast batch): torch's ``mm_flop`` with the
     batch and rows folded into M."""
-    k, n = left.shape[-1], out.shape[-1]
+    return product_flops(left.shape, out)
+
+
+def product_flops(left: Sequence[Any], out: Any) -> int:
+    """:func:`_product` from the shape of the left factor."""
+    k, n = left[-1], out.shape[-1]
     return _count(_MM_FLOP((out.numel() // n, k), (k, n)))
 
 
@@ -178,13 +183,16 @@ def _conv(transposed: bool) -> Callable[[tuple[Any, ...], dict[str, Any]], Formu
         if not isinstance(x, torch.Tensor) or not isinstance(w, torch.Tensor):
             return DISPATCH
 
-        def formula(_a: tuple[Any, ...], _k: dict[str, Any], out: Any) -> int:
-            batched = x.dim() == w.dim()  # an unbatched input runs as a batch of one
-            x_shape = list(x.shape) if batched else [1, *x.shape]
-            out_shape = list(out.shape) if batched else [1, *out.shape]
-            return _count(flop_counter.conv_flop_count(x_shape, list(w.shape), out_shape, transposed=transposed))
-        return formula
+        return lambda _a, _k, out: conv_flops(w.shape, transposed, x.shape, out)
     return price
+
+
+def conv_flops(w: Sequence[Any], transposed: bool, x: Sequence[Any], out: Any) -> int:
+    """torch's ``conv_flop_count`` for an input of shape ``x`` and a weight of shape ``w``."""
+    batched = len(x) == len(w)  # an unbatched input runs as a batch of one
+    x_shape = list(x) if batched else [1, *x]
+    out_shape = list(out.shape) if batched else [1, *out.shape]
+    return _count(flop_counter.conv_flop_count(x_shape, list(w), out_shape, transposed=transposed))
 
 
 # Calls whose every aten op is priced zero (no mm, bmm, convolution or attention kernel; no op that prices
@@ -258,7 +266,7 @@ def _zero_calls() -> set[Any]:
 
 
 _ZERO = _zero_calls()
-_PLANS: dict[Any, Any] = {}  # func -> None (zero), a pricer, or DISPATCH: decided once per function
+PLANS: dict[Any, Any] = {}  # func -> None (zero), a pricer, or DISPATCH: decided once per function
 
 
 def _kind(func: Any) -> Any:
@@ -274,11 +282,11 @@ def _kind(func: Any) -> Any:
 def plan(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Formula | object | None:
     """How to price one call: None (zero), a formula of ``(args, kwargs, out)``, or :data:`DISPATCH`."""
     try:
-        kind = _PLANS.get(func, _PLANS)
+        kind = PLANS.get(func, PLANS)
     except TypeError:  # an unhashable callable
         return DISPATCH
-    if kind is _PLANS:
-        kind = _PLANS[func] = _kind(func)
+    if kind is PLANS:
+        kind = PLANS[func] = _kind(func)
     if kind is None or kind is DISPATCH:
         return kind
     with _NO_TORCH_FUNCTION():  # t.dim(), t.shape: not through a mode below (torch.device("meta"): 1.4 µs each)

@@ -20,13 +20,14 @@ replaced on the instance: anything else is the user's code and keeps the mode.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
-import torch.nn.functional as F
+import torch
 from torch import nn
 
-from .costs import DISPATCH, Formula, plan
+from .costs import DISPATCH, conv_flops, product_flops
 
 ZERO_LAYERS: frozenset[type[nn.Module]] = frozenset({
     nn.Identity, nn.Flatten, nn.Unflatten,
@@ -49,27 +50,42 @@ ZERO_LAYERS: frozenset[type[nn.Module]] = frozenset({
 })
 
 
-def _priced(func: Any) -> Callable[[nn.Module, tuple[Any, ...]], Formula | object]:
-    """The plan of ``func(input, layer.weight, ...)``: the call the layer's forward makes."""
-    def price(layer: nn.Module, args: tuple[Any, ...]) -> Formula | object:
+LeafFormula = Callable[[tuple[int, ...], Any], int]  # (the input's shape, the output) -> FLOPs
+
+
+def _linear_leaf(layer: nn.Module, args: tuple[Any, ...]) -> LeafFormula | object:
+    """``F.linear(x, layer.weight, ...)`` as :func:`convshape.costs.plan` prices it, from the input's shape
+    (a formula that held the input would keep every Linear's input alive until the pass ends)."""
+    if len(args) != 1:
+        return DISPATCH  # the input given by keyword, or a call torch's forward would refuse
+    x, w = args[0], layer.__dict__["_parameters"].get("weight")
+    if not isinstance(x, torch.Tensor) or not isinstance(w, torch.Tensor) or x.dim() < 2 or w.dim() != 2:
+        return DISPATCH  # what plan gives F.linear for a vector input (mv), or a weight that is not the layer's
+    return product_flops
+
+
+def _conv_leaf(transposed: bool) -> Callable[[nn.Module, tuple[Any, ...]], LeafFormula | object]:
+    def price(layer: nn.Module, args: tuple[Any, ...]) -> LeafFormula | object:
         if len(args) != 1:
-            return DISPATCH  # the input given by keyword, or a call torch's forward would refuse
-        return plan(func, (args[0], layer.weight), {})  # the formulas read the input and the weight
+            return DISPATCH
+        x, w = args[0], layer.__dict__["_parameters"].get("weight")
+        if not isinstance(x, torch.Tensor) or not isinstance(w, torch.Tensor):
+            return DISPATCH
+        return functools.partial(conv_flops, tuple(w.shape), transposed)
     return price
 
 
-PRICED_LAYERS: dict[type[nn.Module], Callable[[nn.Module, tuple[Any, ...]], Formula | object]] = {
-    nn.Linear: _priced(F.linear),
-    nn.Conv1d: _priced(F.conv1d), nn.Conv2d: _priced(F.conv2d), nn.Conv3d: _priced(F.conv3d),
-    nn.ConvTranspose1d: _priced(F.conv_transpose1d), nn.ConvTranspose2d: _priced(F.conv_transpose2d),
-    nn.ConvTranspose3d: _priced(F.conv_transpose3d),
+PRICED_LAYERS: dict[type[nn.Module], Callable[[nn.Module, tuple[Any, ...]], LeafFormula | object]] = {
+    nn.Linear: _linear_leaf,
+    nn.Conv1d: _conv_leaf(False), nn.Conv2d: _conv_leaf(False), nn.Conv3d: _conv_leaf(False),
+    nn.ConvTranspose1d: _conv_leaf(True), nn.ConvTranspose2d: _conv_leaf(True), nn.ConvTranspose3d: _conv_leaf(True),
 }
 
 ZERO = object()  # a layer plan: every call inside is priced zero
 
 
-def layer_plan(layer: nn.Module, args: tuple[Any, ...]) -> Formula | object:
-    """:data:`ZERO`, the formula of ``(args, kwargs, out)`` pricing the layer's one priced call, or
+def layer_plan(layer: nn.Module, args: tuple[Any, ...]) -> LeafFormula | object:
+    """:data:`ZERO`, the formula of ``(input shape, out)`` pricing the layer's one priced call, or
     :data:`~convshape.costs.DISPATCH` when its calls must be seen (any layer not listed above)."""
     kind = type(layer)
     zero = kind in ZERO_LAYERS

@@ -29,7 +29,7 @@ from torch.overrides import TorchFunctionMode
 
 from . import diagnose
 from .cells import place
-from .costs import DISPATCH, CostCounter, plan
+from .costs import DISPATCH, PLANS, CostCounter, plan
 from .leaves import ZERO, layer_plan
 from .oplabels import op_label
 from .params import numel
@@ -91,33 +91,43 @@ class _Pending:
                               None if flops is None else flops // 2, self.alloc_bytes, self.site, self.frames))
 
 
-# (code, instruction) -> "file.py:12": the same few call sites, again and again (a frame's line number is
-# decoded from its instruction on every read; the instruction is not)
-_WHERE: dict[tuple[CodeType, int], str] = {}
+_LABELS: dict[Any, tuple[str, str]] = {}  # func -> op_label(func), without lru_cache's call per row
+
+# (id(code), instruction) -> (code, "file.py:12"): the same few call sites, again and again (a frame's line number
+# is decoded from its instruction on every read; the instruction is not). Keyed by id: a code object hashes its
+# constants on every lookup (0.7 µs for torch's Module._call_impl); the value holds the code, so its id stays its own.
+_WHERE: dict[tuple[int, int], tuple[CodeType, str]] = {}
 
 
 def _where(frame: FrameType | None) -> str | None:
     if frame is None:
         return None
-    key = (frame.f_code, frame.f_lasti)
-    where = _WHERE.get(key)
-    if where is None:
-        where = place(frame.f_code.co_filename, frame.f_lineno)
-        if len(_WHERE) > 100_000:  # code made again and again (a notebook re-running cells): start over
-            _WHERE.clear()
-        if not where.startswith("cell ["):  # a cell's number changes when the same code runs again
-            _WHERE[key] = where
+    code = frame.f_code
+    key = (id(code), frame.f_lasti)
+    known = _WHERE.get(key)
+    if known is not None:
+        return known[1]
+    where = place(code.co_filename, frame.f_lineno)
+    if len(_WHERE) > 100_000:  # code made again and again (a notebook re-running cells): start over
+        _WHERE.clear()
+    if not where.startswith("cell ["):  # a cell's number changes when the same code runs again
+        _WHERE[key] = (code, where)
     return where
 
 
-
 _MODULE_MACHINERY = os.path.join(TORCH_DIR, "nn", "modules", "module.py")
+# The frames of Module.__call__ between a module's hooks and its caller (torch 2.x: inner() in _call_impl, in
+# _wrapped_call_impl), skipped by identity before _module_caller looks up what is left
+_CALL_IMPL = nn.Module._call_impl.__code__
+_WRAPPED = nn.Module._wrapped_call_impl.__code__
+_INNER = next((c for c in _CALL_IMPL.co_consts if isinstance(c, CodeType) and c.co_name == "inner"), _CALL_IMPL)
 
 
-# What a frame's code is, decided once per code object (a trace asks for every call, up the same few frames):
+# What a frame's code is, decided once per code object (a trace asks for every call, up the same few frames);
+# keyed by id(code) like _WHERE, the value holding the code
 _LOOK_OUT, _TORCH, _USER = 0, 1, 2
-_MODULE_FRAMES: dict[CodeType, int] = {}
-_FUNCTION_FRAMES: dict[CodeType, int] = {}
+_MODULE_FRAMES: dict[int, tuple[int, CodeType]] = {}
+_FUNCTION_FRAMES: dict[int, tuple[int, CodeType]] = {}
 
 
 def _module_frame(filename: str) -> int:
@@ -132,21 +142,21 @@ def _function_frame(filename: str) -> int:
     return _TORCH if filename.startswith(OWN_DIR) else _USER
 
 
-def _classified(frames: dict[CodeType, int], classify: Callable[[str], int], code: CodeType) -> int:
+def _classified(frames: dict[int, tuple[int, CodeType]], classify: Callable[[str], int], code: CodeType) -> int:
     if len(frames) > 100_000:  # code made again and again (a notebook re-running cells): start over
         frames.clear()
-    kind = frames[code] = classify(code.co_filename)
+    kind = classify(code.co_filename)
+    frames[id(code)] = (kind, code)
     return kind
 
 
-def _caller(frame: FrameType | None, frames: dict[CodeType, int], classify: Callable[[str], int]
+def _caller(frame: FrameType | None, frames: dict[int, tuple[int, CodeType]], classify: Callable[[str], int]
             ) -> FrameType | None:
     """The first frame outward that ``classify`` does not look past: a user frame, or None for torch's."""
     while frame is not None:
         code = frame.f_code
-        kind = frames.get(code)
-        if kind is None:
-            kind = _classified(frames, classify, code)
+        known = frames.get(id(code))
+        kind = known[0] if known is not None else _classified(frames, classify, code)
         if kind:
             return frame if kind == _USER else None
         frame = frame.f_back
@@ -168,23 +178,35 @@ def _direct_caller(frame: FrameType | None) -> FrameType | None:
 
 
 _ATTR_ORDER = {key: i for i, key in enumerate(diagnose.LAYER_ATTRS)}
+_ATTR_KEYS = frozenset(_ATTR_ORDER)
+_ORDERED: dict[frozenset[str], tuple[str, ...]] = {}  # the layer arguments a class has, in the order they show
+_SCALARS = frozenset({bool, int, float, str})
 
 
 def layer_attrs(module: nn.Module) -> dict[str, Any]:
     """The constructor arguments users reason about, read from the instance's own attributes."""
     own = vars(module)  # plain attributes only: no Module.__getattr__ (and its AttributeError) per miss
     attrs: dict[str, Any] = {}
-    keys = [key for key in own if key in _ATTR_ORDER]
-    if len(keys) > 1:
-        keys.sort(key=_ATTR_ORDER.__getitem__)
-    for key in keys:
-        value = own[key]
-        if isinstance(value, (bool, int, float, str, tuple, list)):
-            attrs[key] = jsonable(value)
+    keys = _ATTR_KEYS.intersection(own)  # one pass in C over the instance's attributes
+    if keys:
+        ordered = _ORDERED.get(keys)
+        if ordered is None:
+            ordered = _ORDERED[keys] = tuple(sorted(keys, key=_ATTR_ORDER.__getitem__))
+        for key in ordered:
+            value = own[key]
+            kind = type(value)
+            if kind in _SCALARS:
+                attrs[key] = value
+            elif kind is tuple:  # kernel_size=(3, 3) and the like: jsonable's answer, with one call per tuple
+                attrs[key] = [v if type(v) in PLAIN_TYPES else jsonable(v) for v in value]
+            elif isinstance(value, (bool, int, float, str, tuple, list)):
+                attrs[key] = jsonable(value)
     if "bias" in own and isinstance(own["bias"], bool):
         attrs["bias"] = own["bias"]  # nn.LSTM keeps a bool
-    elif "bias" in module._parameters:
-        attrs["bias"] = module._parameters["bias"] is not None
+    else:
+        parameters = own.get("_parameters")
+        if parameters is not None and "bias" in parameters:
+            attrs["bias"] = parameters["bias"] is not None
     return attrs
 
 
@@ -437,18 +459,24 @@ class Recorder(TorchFunctionMode):
             return
         if self._off is not None:  # a leaf left by a BaseException the model caught: the mode goes back on
             self._mode_on()
-        if len(self.rows) >= self.max_rows:
+        rows = self.rows
+        if len(rows) >= self.max_rows:
             raise TooManyCalls(self.max_rows)
         self._busy = True
         try:
             with _NO_TORCH_FUNCTION():  # plain attribute access: t.shape would dispatch to this mode
-                self._enter_module(module, args)
+                self._enter_module(module, args, rows)
         finally:
             self._busy = False
 
-    def _enter_module(self, module: nn.Module, args: tuple[Any, ...]) -> None:
-        # layer(x), the commonest call: its one tensor as it is, no scan
-        shapes, sources, _ = self._inputs(args if len(args) == 1 and type(args[0]) is _TENSOR else tensors_in(args))
+    def _enter_module(self, module: nn.Module, args: tuple[Any, ...], rows: list[_Pending | Row]) -> None:
+        if len(args) == 1 and type(args[0]) is _TENSOR:  # layer(x), the commonest call: its one tensor, no scan
+            t = args[0]
+            entry = self._producers.get(id(t))
+            shapes: tuple[Shape, ...] = (tuple(t.shape),)
+            sources: tuple[int | None, ...] = (entry[1] if entry is not None and entry[0]() is t else None,)
+        else:
+            shapes, sources, _ = self._inputs(tensors_in(args))
         key = id(module)
         calls = self._calls
         call = calls.get(key, 0)
@@ -456,21 +484,27 @@ class Recorder(TorchFunctionMode):
         known = self._static.get(key)
         if known is None or known[3]:
             known = self._static[key] = self._static_of(module)
-        name, op, attrs, _ = known
+        params = self._param_counts.get(key)
+        if params is None:
+            params = self._params_of(module)
         stack = self.stack
-        rows = self.rows
         if stack:
-            parent: _Pending | None = stack[-1]
-            caller = _module_caller(sys._getframe(2))
+            parent: int | None = stack[-1].index
+            frame: FrameType | None = sys._getframe(2)  # torch's code that runs the hooks
+            while frame is not None and ((code := frame.f_code) is _INNER or code is _CALL_IMPL or code is _WRAPPED):
+                frame = frame.f_back  # compared by identity: a code object hashes and compares its contents
+            kind = _MODULE_FRAMES.get(id(frame.f_code)) if frame is not None else None
+            caller = frame if kind is not None and kind[0] == _USER else _module_caller(frame)
             if caller is not None:
                 site: int | None = caller.f_lasti
-                source = _where(caller)
+                where = _WHERE.get((id(caller.f_code), caller.f_lasti))
+                source = where[1] if where is not None else _where(caller)
             else:
                 source = site = None
         else:
             parent = caller = source = site = None
-        row = _Pending(len(rows), "module", name, op, len(stack), shapes, self._params_of(module), source,
-                       parent.index if parent is not None else None, sources, call, module, attrs=attrs, site=site)
+        row = _Pending(len(rows), "module", known[0], known[1], len(stack), shapes, params, source, parent, sources,
+                       call, module, attrs=known[2], site=site)
         if self.frames and caller is not None:
             row.frames = _user_frames(caller, self._serials)
         rows.append(row)
@@ -508,11 +542,10 @@ class Recorder(TorchFunctionMode):
             return  # the row stays open: the failure, or the caller's except, settles it
         if self._busy:
             return
-        kwargs, output = given
         self._busy = True
         try:
             with _NO_TORCH_FUNCTION():
-                self._leave_module(module, args, kwargs, output)
+                self._leave_module(module, args, *given)
         finally:
             self._busy = False
 
@@ -530,15 +563,30 @@ class Recorder(TorchFunctionMode):
             shapes, sources, _ = self._inputs(tensors_in(kwargs))
             row.input_shapes += shapes
             row.inputs_from += sources
-        row.output_shapes, row.output_dtypes, row.alloc_bytes = self._produced(output, row.index, keep_inner=True)
+        index = row.index
+        if type(output) is _TENSOR:  # _produced for the commonest output, one plain tensor, written out
+            producers = self._producers
+            key = id(output)
+            entry = producers.get(key)
+            if entry is None or entry[0]() is not output:
+                row.alloc_bytes = 0 if key in self.input_ids else \
+                    output.numel() * output.element_size() if output._base is None else self._new_storage_bytes(output)
+                producers[key] = (weakref.ref(output), index)
+            elif entry[1] <= index:  # not made by a layer inside this one (the inner one is the more useful origin)
+                producers[key] = (entry[0], index)
+            dtype = output.dtype
+            row.output_shapes = (tuple(output.shape),)
+            row.output_dtypes = (DTYPE_NAMES.get(dtype) or dtype_name(dtype),)
+        else:
+            row.output_shapes, row.output_dtypes, row.alloc_bytes = self._produced(output, index, keep_inner=True)
         row.module = None
         priced = row.priced
         if priced is not None and priced is not ZERO and self.costs:
-            row.own_flops = priced((), {}, output)
+            row.own_flops = priced(row.input_shapes[0], output)
         if self._entries:
-            entry = self._entries.pop(id(module), None)
-            if entry is not None and entry[0] is row:
-                self._template(module, row, entry, args, kwargs, output)
+            entry_ = self._entries.pop(id(module), None)
+            if entry_ is not None and entry_[0] is row:
+                self._template(module, row, entry_, args, kwargs, output)
 
     # -- identical blocks (reuse.py) -----------------------------------------------------------
     def _template(self, block: nn.Module, row: _Pending, entry: tuple[_Pending, Any, bool, Row | None],
@@ -682,7 +730,8 @@ class Recorder(TorchFunctionMode):
     # -- functions ------------------------------------------------------------------------------
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
                            kwargs: dict[str, Any] | None = None) -> Any:
-        kwargs = kwargs or {}
+        if kwargs is None:
+            kwargs = {}
         if self._busy:
             return func(*args, **kwargs)
         if func is _LINEAR and self.repair_linear:
@@ -690,7 +739,14 @@ class Recorder(TorchFunctionMode):
             if repaired is not None:
                 return repaired
         frame = sys._getframe(1)
-        price = plan(func, args, kwargs) if self.costs else None
+        price = None
+        if self.costs:
+            try:
+                price = PLANS.get(func, PLANS)
+            except TypeError:  # an unhashable callable: plan says what to do with it
+                price = PLANS
+            if price is not None and price is not DISPATCH:
+                price = plan(func, args, kwargs)  # not seen before, or a pricer that reads this call's arguments
         try:
             if price is DISPATCH:
                 out, flops = self._count(func, args, kwargs)
@@ -700,23 +756,68 @@ class Recorder(TorchFunctionMode):
                     flops = 0
                 else:
                     with _NO_TORCH_FUNCTION():  # the formula reads shapes: not through the modes below
-                        flops = price(args, kwargs, out)  # type: ignore[operator]
+                        flops = price(args, kwargs, out)
         except Exception:
             caller = _direct_caller(frame)
             if caller is not None:
                 self._failed_fn = self._function_row(func, args, kwargs, None, caller)
             raise
-        if type(out) is _TENSOR or has_tensor(out):
+        if type(out) is _TENSOR:
             # the caller is most often the frame right above: a user's line, classified before
-            caller = frame if _FUNCTION_FRAMES.get(frame.f_code) == _USER else _direct_caller(frame)
+            known = _FUNCTION_FRAMES.get(id(frame.f_code))
+            caller = frame if known is not None and known[0] == _USER else _direct_caller(frame)
             if caller is not None:
-                with _NO_TORCH_FUNCTION():  # modes below this one (torch.device("meta")) need not see t.shape
+                if len(args) == 1 and not kwargs and type(args[0]) is _TENSOR and not _MODES() and not self.frames:
+                    # f(x) with nothing below this mode (which torch has taken off the stack while it runs):
+                    # reading shapes dispatches nowhere, so the row is made here, without a guard
+                    self._plain_row(func, args[0], out, caller, flops)
+                else:
+                    with _NO_TORCH_FUNCTION():  # modes below this one (torch.device("meta")) need not see t.shape
+                        self._function_row(func, args, kwargs, out, caller, flops)
+                return out
+        elif has_tensor(out):
+            caller = _direct_caller(frame)
+            if caller is not None:
+                with _NO_TORCH_FUNCTION():
                     self._function_row(func, args, kwargs, out, caller, flops)
                 return out
         if (type(flops) is not int or flops != 0) and self.stack:  # a SymInt (symbolic sizes): no guard
             row = self.stack[-1]
             row.own_flops = _plus(row.own_flops, flops)
         return out
+
+    def _plain_row(self, func: Any, x: torch.Tensor, out: torch.Tensor, caller: FrameType, flops: int | None
+                   ) -> None:
+        """The row of ``f(x)``, one plain tensor in and one out: :meth:`_function_row` for the commonest call,
+        with its steps written out (a trace makes one per call of the user's code)."""
+        rows = self.rows
+        index = len(rows)
+        if index >= self.max_rows:
+            raise TooManyCalls(self.max_rows)
+        label = _LABELS.get(func)
+        if label is None:
+            label = _LABELS[func] = op_label(func)
+        producers = self._producers
+        entry = producers.get(id(x))
+        key = id(out)
+        made = producers.get(key)
+        if (made is not None and made[0]() is out) or key in self.input_ids:
+            allocated = 0  # an in-place call returns its input
+        elif out._base is None:
+            allocated = out.numel() * out.element_size()
+        else:
+            allocated = self._new_storage_bytes(out)
+        producers[key] = (weakref.ref(out), index)
+        dtype = out.dtype
+        known = _WHERE.get((id(caller.f_code), caller.f_lasti))
+        where = known[1] if known is not None else _where(caller)
+        stack = self.stack
+        counted = flops if self.costs else None
+        rows.append(_new_row(Row, (
+            index, "function", label[0], label[1], len(stack), (tuple(x.shape),), (tuple(out.shape),),
+            (DTYPE_NAMES.get(dtype) or dtype_name(dtype),), 0, where, stack[-1].index if stack else None,
+            (entry[1] if entry is not None and entry[0]() is x else None,), 0, False, {"args": [None]}, counted,
+            None if counted is None else counted // 2, allocated, caller.f_lasti, ())))
 
     def _count(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, int | None]:
         """Run one call under the dispatch counter: the FLOPs of every aten op it executes."""
@@ -735,7 +836,10 @@ class Recorder(TorchFunctionMode):
         index = len(rows)
         if index >= self.max_rows:
             raise TooManyCalls(self.max_rows)
-        name, op = op_label(func)
+        label = _LABELS.get(func)
+        if label is None:
+            label = _LABELS[func] = op_label(func)
+        name, op = label
         if len(args) == 1 and not kwargs and type(args[0]) is _TENSOR:  # f(x), the commonest call: no scan
             shapes, sources, params = self._inputs(args)
             literal: dict[str, Any] = {"args": [None]}
@@ -789,18 +893,27 @@ class Recorder(TorchFunctionMode):
         return Stop(exc, fn.index if fn is not None else None, layer.index if layer is not None else None)
 
     def frozen_rows(self) -> tuple[Row, ...]:
+        rows = self.rows
         if not self.costs:
-            return tuple(r if isinstance(r, Row) else r.freeze() for r in self.rows)
-        # Roll FLOPs up: a module's own ops plus everything its children (modules and functions) ran.
+            return tuple(r if isinstance(r, Row) else r.freeze() for r in rows)
+        # Roll FLOPs up: a module's own ops plus everything its children (modules and functions) ran; None
+        # (unknown) wins over any count. One loop, written out: a trace freezes every row it made.
         below: dict[int, int | None] = {}
-        frozen: list[Row] = [None] * len(self.rows)  # type: ignore[list-item]
-        for r in reversed(self.rows):
-            if isinstance(r, Row):
+        frozen: list[Row] = [None] * len(rows)  # type: ignore[list-item]
+        new_row = _new_row
+        for r in reversed(rows):
+            if type(r) is Row:
                 total = r.flops
                 frozen[r.index] = r
             else:
-                total = _plus(r.own_flops, below.get(r.index, 0))
-                frozen[r.index] = r.freeze(total)
-            if r.parent is not None:
-                below[r.parent] = _plus(below.get(r.parent, 0), total)
+                own, inner = r.own_flops, below.get(r.index, 0)
+                total = None if own is None or inner is None else own + inner
+                frozen[r.index] = new_row(Row, (
+                    r.index, r.kind, r.name, r.op, r.depth, r.input_shapes, r.output_shapes, r.output_dtypes, r.params,
+                    r.source, r.parent, r.inputs_from, r.call, r.failed, r.attrs, total,
+                    None if total is None else total // 2, r.alloc_bytes, r.site, r.frames))
+            parent = r.parent
+            if parent is not None:
+                held = below.get(parent, 0)
+                below[parent] = None if held is None or total is None else held + total
         return tuple(frozen)
