@@ -91,6 +91,7 @@ class _Pending:
                               None if flops is None else flops // 2, self.alloc_bytes, self.site, self.frames))
 
 
+_NO_TENSOR = PLAIN_TYPES | {torch.Size}  # what x.size(), x.dim(), x.item() return: nothing to look inside
 _LABELS: dict[Any, tuple[str, str]] = {}  # func -> op_label(func), without lru_cache's call per row
 
 # (id(code), instruction) -> (code, "file.py:12"): the same few call sites, again and again (a frame's line number
@@ -775,7 +776,7 @@ class Recorder(TorchFunctionMode):
                     with _NO_TORCH_FUNCTION():  # modes below this one (torch.device("meta")) need not see t.shape
                         self._function_row(func, args, kwargs, out, caller, flops)
                 return out
-        elif has_tensor(out):
+        elif type(out) not in _NO_TENSOR and has_tensor(out):
             caller = _direct_caller(frame)
             if caller is not None:
                 with _NO_TORCH_FUNCTION():
@@ -858,10 +859,19 @@ class Recorder(TorchFunctionMode):
                     given.append(jsonable(a))
             literal = {"args": given}
             if kwargs:
-                tensors_in(kwargs, tensors)
+                named: dict[str, Any] = {}
+                for k, v in kwargs.items():  # the same steps: the tensors after the positional ones, in order
+                    kind = type(v)
+                    if kind in PLAIN_TYPES:
+                        named[k] = v
+                    elif kind is _TENSOR:
+                        tensors.append(v)
+                        named[k] = None
+                    else:
+                        tensors_in(v, tensors)
+                        named[k] = jsonable(v)
+                literal["kwargs"] = named
             shapes, sources, params = self._inputs(tensors)
-            if kwargs:
-                literal["kwargs"] = {k: jsonable(v) for k, v in kwargs.items()}
         out_shapes, out_dtypes, allocated = (self._produced(out, index, keep_inner=False) if out is not None
                                              else ((), (), 0))
         stack = self.stack

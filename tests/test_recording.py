@@ -1,0 +1,116 @@
+"""What the recorder keeps while the pass runs, and where it says each call came from.
+
+Truth: the layer's own instance attributes (``vars``), the lines of this file, and weak references that show
+whether a tensor is still alive.
+"""
+
+from __future__ import annotations
+
+import gc
+import inspect
+import weakref
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import convshape
+from convshape import diagnose, tracer
+from convshape.tensors import jsonable
+
+LAYERS = [
+    nn.ReLU(), nn.Linear(3, 4), nn.Linear(3, 4, bias=False), nn.Conv2d(1, 20, 5, 1),
+    nn.Conv2d(2, 4, (3, 1), stride=(2, 1), padding=1, dilation=(1, 2), groups=2),
+    nn.Conv1d(2, 2, 3, padding="same", padding_mode="reflect"), nn.ConvTranspose2d(3, 2, 3, output_padding=0),
+    nn.MaxPool2d(2, ceil_mode=True), nn.AvgPool2d((2, 3), count_include_pad=False), nn.AdaptiveAvgPool2d((5, None)),
+    nn.LayerNorm((4, 5)), nn.GroupNorm(2, 4), nn.BatchNorm2d(3), nn.Embedding(10, 4, padding_idx=0),
+    nn.LSTM(3, 4, num_layers=2, batch_first=True), nn.MultiheadAttention(8, 2, batch_first=True),
+    nn.Upsample(scale_factor=(2.0, 1.5), mode="bilinear"), nn.Flatten(1, -1), nn.Dropout(0.25), nn.Softmax(dim=-1),
+]
+
+
+def reference_attrs(module: nn.Module) -> dict[str, Any]:
+    """The layer arguments as their definition reads: each of diagnose.LAYER_ATTRS the instance holds, in that
+    order, as JSON; then whether there is a bias."""
+    own = vars(module)
+    attrs = {key: jsonable(own[key]) for key in diagnose.LAYER_ATTRS
+             if key in own and isinstance(own[key], (bool, int, float, str, tuple, list))}
+    if isinstance(own.get("bias"), bool):
+        attrs["bias"] = own["bias"]
+    elif "bias" in own["_parameters"]:
+        attrs["bias"] = own["_parameters"]["bias"] is not None
+    return attrs
+
+
+@pytest.mark.parametrize("layer", LAYERS, ids=lambda m: type(m).__name__)
+def test_layer_arguments_are_the_instances_own(layer: nn.Module) -> None:
+    got = tracer.layer_attrs(layer)
+    assert got == reference_attrs(layer)
+    assert list(got) == list(reference_attrs(layer))  # in the order of the table's columns
+
+
+def test_an_attribute_set_on_one_instance_shows_on_that_instance_only() -> None:
+    marked, plain = nn.Linear(2, 3), nn.Linear(2, 3)
+    marked.dim = 3  # an order remembered for the first instance must not be read for the second
+    assert tracer.layer_attrs(marked) == {"in_features": 2, "out_features": 3, "dim": 3, "bias": True}
+    assert tracer.layer_attrs(plain) == {"in_features": 2, "out_features": 3, "bias": True}
+    assert tracer.layer_attrs(marked) == reference_attrs(marked)
+
+
+class Freed(nn.Module):
+    """Records, right after each layer has run, whether that layer's input is still alive."""
+
+    def __init__(self, layer: nn.Module, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.layer = layer
+        self.shape = shape
+        self.alive: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for _ in range(3):
+            h = torch.ones(self.shape) + x.sum()  # a fresh tensor, referenced only here
+            seen = weakref.ref(h)
+            x = self.layer(h)
+            del h
+            gc.collect()
+            self.alive.append(seen() is not None)
+        return x
+
+
+@pytest.mark.parametrize("layer, shape", [
+    (nn.Linear(8, 8), (2, 8)), (nn.Conv2d(3, 3, 3, padding=1), (1, 3, 6, 6)),
+    (nn.ConvTranspose1d(2, 2, 3, padding=1), (1, 2, 7)), (nn.ReLU(), (2, 8)),
+], ids=lambda v: type(v).__name__ if isinstance(v, nn.Module) else "")
+def test_a_priced_layer_does_not_keep_its_input_alive(layer: nn.Module, shape: tuple[int, ...]) -> None:
+    """A leaf priced from its shapes (leaves.py) once kept a formula that held its input until the pass ended:
+    on the CPU, every activation of the model alive at once."""
+    model = Freed(layer, shape)
+    trace = convshape.trace_model(model, torch.zeros(1), costs=True)
+    assert trace.error is None
+    assert model.alive == [False, False, False]
+    rows = [r for r in trace.rows if r.name == "layer"]
+    assert len(rows) == 3 and all(r.flops is not None for r in rows)
+
+
+class Calls(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(4, 4)
+        self.b = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.a(x)  # line: called
+        return self.b._call_impl(x)  # line: through _call_impl
+
+
+def _line(marker: str) -> str:
+    lines, first = inspect.getsourcelines(Calls)
+    return f"test_recording.py:{first + next(i for i, text in enumerate(lines) if marker in text)}"
+
+
+def test_a_module_row_names_the_line_that_called_it_however_it_was_called() -> None:
+    trace = convshape.trace_model(Calls(), torch.zeros(2, 4))
+    rows = {r.name: r for r in trace.rows}
+    assert rows["a"].source == _line("# line: called")
+    assert rows["b"].source == _line("# line: through _call_impl")
