@@ -538,6 +538,16 @@ class Recorder(TorchFunctionMode):
     def _after_module(self, module: nn.Module, args: tuple[Any, ...], *given: Any) -> None:
         off = self._off
         if off is not None and off.module is module:
+            if len(given) == 2 and not given[0] and type(given[1]) is _TENSOR and not self._busy and not _MODES():
+                # a leaf that ran with this mode off, one plain tensor out, no other mode on the stack: reading its
+                # output dispatches nowhere, so the row is closed before the mode goes back on, without a guard
+                self._busy = True
+                try:
+                    self._leave_module(module, args, *given)
+                finally:
+                    self._busy = False
+                    self._mode_on()
+                return
             self._mode_on()
         if len(given) == 1:  # torch calls always_call hooks with (module, args, result) when forward raised
             return  # the row stays open: the failure, or the caller's except, settles it
@@ -768,10 +778,12 @@ class Recorder(TorchFunctionMode):
             known = _FUNCTION_FRAMES.get(id(frame.f_code))
             caller = frame if known is not None and known[0] == _USER else _direct_caller(frame)
             if caller is not None:
-                if len(args) == 1 and not kwargs and type(args[0]) is _TENSOR and not _MODES() and not self.frames:
-                    # f(x) with nothing below this mode (which torch has taken off the stack while it runs):
-                    # reading shapes dispatches nowhere, so the row is made here, without a guard
-                    self._plain_row(func, args[0], out, caller, flops)
+                if len(args) == 1 and not kwargs and type(args[0]) is _TENSOR and not self.frames:
+                    if _MODES():  # modes below this one (torch.device("meta")) need not see t.shape
+                        with _NO_TORCH_FUNCTION():
+                            self._plain_row(func, args[0], out, caller, flops)
+                    else:  # nothing below this mode (which torch has taken off the stack while it runs)
+                        self._plain_row(func, args[0], out, caller, flops)
                 else:
                     with _NO_TORCH_FUNCTION():  # modes below this one (torch.device("meta")) need not see t.shape
                         self._function_row(func, args, kwargs, out, caller, flops)
