@@ -91,7 +91,7 @@ class _Pending:
                               None if flops is None else flops // 2, self.alloc_bytes, self.site, self.frames))
 
 
-_NO_TENSOR = PLAIN_TYPES | {torch.Size}  # what x.size(), x.dim(), x.item() return: nothing to look inside
+_NO_TENSOR = PLAIN_TYPES | {torch.Size, torch.dtype, torch.device}  # x.size(), x.dim(), x.dtype: no tensor inside
 _LABELS: dict[Any, tuple[str, str]] = {}  # func -> op_label(func), without lru_cache's call per row
 
 # (id(code), instruction) -> (code, "file.py:12"): the same few call sites, again and again (a frame's line number
@@ -180,7 +180,7 @@ def _direct_caller(frame: FrameType | None) -> FrameType | None:
 
 _ATTR_ORDER = {key: i for i, key in enumerate(diagnose.LAYER_ATTRS)}
 _ATTR_KEYS = frozenset(_ATTR_ORDER)
-_ORDERED: dict[frozenset[str], tuple[str, ...]] = {}  # the layer arguments a class has, in the order they show
+_ORDERED: dict[frozenset[str], tuple[str, ...]] = {}  # a set of layer arguments, in the order they show
 _SCALARS = frozenset({bool, int, float, str})
 
 
@@ -252,6 +252,38 @@ def _user_frames(frame: FrameType | None, serials: dict[int, tuple[FrameType, in
                       serial))
         frame = frame.f_back
     return tuple(chain)
+
+
+_NONE_LITERALS = frozenset({slice, type(Ellipsis), torch.device})  # literals that jsonable makes None
+
+
+def _literal(value: Any, tensors: list[torch.Tensor]) -> Any:
+    """``jsonable(value)``, with the tensors in it added to ``tensors`` as ``tensors_in`` finds them: a dtype, a
+    slice, a tuple of numbers (``x.view((2, 3))``, ``x[..., :4]``) or a list of plain tensors without either scan."""
+    kind = type(value)
+    if kind is torch.dtype:
+        return DTYPE_NAMES.get(value) or dtype_name(value)
+    if kind in _NONE_LITERALS:
+        return None
+    mark = len(tensors)
+    if kind is tuple or kind is list or kind is torch.Size:
+        items: list[Any] = []
+        for v in value:
+            item = type(v)
+            if item in PLAIN_TYPES:
+                items.append(v)
+            elif item is _TENSOR:
+                tensors.append(v)
+                items.append(None)
+            elif item in _NONE_LITERALS:
+                items.append(None)
+            else:
+                break
+        else:
+            return items
+        del tensors[mark:]  # something else inside: the general scans, from the start
+    tensors_in(value, tensors)
+    return jsonable(value)
 
 
 def _plus(a: int | None, b: int | None) -> int | None:
@@ -867,8 +899,7 @@ class Recorder(TorchFunctionMode):
                 elif kind in PLAIN_TYPES:
                     given.append(a)
                 else:  # nested, a Parameter, a Size, a dtype...
-                    tensors_in(a, tensors)
-                    given.append(jsonable(a))
+                    given.append(_literal(a, tensors))
             literal = {"args": given}
             if kwargs:
                 named: dict[str, Any] = {}
@@ -880,18 +911,34 @@ class Recorder(TorchFunctionMode):
                         tensors.append(v)
                         named[k] = None
                     else:
-                        tensors_in(v, tensors)
-                        named[k] = jsonable(v)
+                        named[k] = _literal(v, tensors)
                 literal["kwargs"] = named
             shapes, sources, params = self._inputs(tensors)
-        out_shapes, out_dtypes, allocated = (self._produced(out, index, keep_inner=False) if out is not None
-                                             else ((), (), 0))
+        if type(out) is _TENSOR:  # _produced for the commonest output, one plain tensor, written out
+            producers = self._producers
+            key = id(out)
+            made = producers.get(key)
+            if (made is not None and made[0]() is out) or key in self.input_ids:
+                allocated = 0  # an in-place call returns its input
+            elif out._base is None:
+                allocated = out.numel() * out.element_size()
+            else:
+                allocated = self._new_storage_bytes(out)
+            producers[key] = (weakref.ref(out), index)
+            dtype = out.dtype
+            out_shapes: tuple[Shape, ...] = (tuple(out.shape),)
+            out_dtypes: tuple[str, ...] = (DTYPE_NAMES.get(dtype) or dtype_name(dtype),)
+        elif out is not None:
+            out_shapes, out_dtypes, allocated = self._produced(out, index, keep_inner=False)
+        else:
+            out_shapes, out_dtypes, allocated = (), (), 0
+        known = _WHERE.get((id(caller.f_code), caller.f_lasti))
         stack = self.stack
         counted = flops if self.costs else None
         row = _new_row(Row, (index, "function", name, op, len(stack), shapes, out_shapes, out_dtypes, params,
-                             _where(caller), stack[-1].index if stack else None, sources, 0, out is None,
-                             literal, counted, None if counted is None else counted // 2, allocated, caller.f_lasti,
-                             _user_frames(caller, self._serials) if self.frames else ()))
+                             known[1] if known is not None else _where(caller), stack[-1].index if stack else None,
+                             sources, 0, out is None, literal, counted, None if counted is None else counted // 2,
+                             allocated, caller.f_lasti, _user_frames(caller, self._serials) if self.frames else ()))
         rows.append(row)
         return row
 

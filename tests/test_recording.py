@@ -114,3 +114,24 @@ def test_a_module_row_names_the_line_that_called_it_however_it_was_called() -> N
     rows = {r.name: r for r in trace.rows}
     assert rows["a"].source == _line("# line: called")
     assert rows["b"].source == _line("# line: through _call_impl")
+
+
+_T = torch.zeros(2)
+_P = nn.Parameter(torch.zeros(3))
+LITERALS: list[Any] = [
+    torch.float16, torch.device("cpu"), slice(1, 4), Ellipsis, (2, 3), [2, 3.5, None, "x", True], torch.Size([4, 5]),
+    (Ellipsis, slice(None, 4)), (slice(None), None, 0), [_T, _T], (_T, 2, _T), [_T, (_T, 1)], (_P, 1), [1, [2, 3]],
+    ({"a": _T}, 1), {"a": _T, "b": 2}, (torch.float32, 2), (), [], (1, torch.device("meta")), object(),
+]
+
+
+@pytest.mark.parametrize("value", LITERALS, ids=lambda v: type(v).__name__)
+def test_a_call_argument_reads_as_jsonable_and_tensors_in_read_it(value: Any) -> None:
+    """tracer._literal's shortcuts give what the two general scans give, tensors in the same order."""
+    from convshape.tensors import tensors_in
+
+    found: list[torch.Tensor] = [_T]  # tensors met before this argument stay as they were
+    got = tracer._literal(value, found)
+    expected = [_T, *tensors_in(value)]
+    assert got == jsonable(value)
+    assert len(found) == len(expected) and all(a is b for a, b in zip(found, expected, strict=True))
