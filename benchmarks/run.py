@@ -120,11 +120,18 @@ class ModelResult:
     ms: dict[str, float] = field(default_factory=dict)  # contender -> median ms
     fails: dict[str, str] = field(default_factory=dict)  # contender -> short reason
     missing: str | None = None  # the model could not be built here
+    samples: dict[str, list[float]] = field(default_factory=dict)  # contender -> seconds, one per round
 
     def ratio(self, key: str, base: str = "hooked") -> float | None:
+        """The median over rounds of ``key``'s time over ``base``'s in the same round: the two ran seconds apart,
+        so a slow spell of the machine (minutes, here) moves both; a ratio of the two medians can pair a slow
+        spell of one with a quiet one of the other."""
         if key not in self.ms or base not in self.ms:
             return None
-        return self.ms[key] / self.ms[base]
+        pairs = list(zip(self.samples.get(key, ()), self.samples.get(base, ()), strict=False))
+        if not pairs:
+            return self.ms[key] / self.ms[base]
+        return statistics.median(a / b for a, b in pairs)
 
 
 @dataclass(frozen=True)
@@ -370,6 +377,7 @@ def _measure(bench: BenchModel, repeats: int) -> ModelResult:
             for key, fn in contenders.items():
                 samples[key].append(_timed(fn, build()))
     result.ms = {k: statistics.median(v) * 1000 for k, v in samples.items()}
+    result.samples = samples
     return result
 
 
@@ -405,8 +413,9 @@ def in_process(repeats: int, results: Results) -> list[str]:
         print(f"  measured {result.label}", file=sys.stderr, flush=True)
     lines.append("")
     lines.append('ms: median wall time of one call; "hooked": a forward with one no-op global forward hook '
-                 "(one no-op call per module call). convshape ÷ peer: convshape with MACs over the peer, below "
-                 f"1 is faster. torch threads: {torch.get_num_threads()}.")
+                 "(one no-op call per module call). Every ratio (x hooked, convshape ÷ peer) is the median over the "
+                 "rounds of the two times measured in the same round, seconds apart. convshape ÷ peer: convshape "
+                 f"with MACs over the peer, below 1 is faster. torch threads: {torch.get_num_threads()}.")
     failures = [(r.label, CONTENDERS[k], why) for r in results.models for k, why in r.fails.items()]
     if failures:
         lines.append("")
@@ -599,7 +608,7 @@ def targets(results: Results) -> list[str]:
                 elif peer not in r.ms:
                     rows.append((title, f"< 1.00x {peer}", f"{peer} not installed", None))
                 else:
-                    vs = r.ms["convshape"] / r.ms[peer]
+                    vs = r.ratio("convshape", peer) or 0.0
                     rows.append((title, f"< 1.00x {peer}", f"{vs:.2f}x", vs < 1.0))
     else:
         skipped.append("in-process targets (1.15x hooked; faster than torchinfo and torchscan): section "
