@@ -92,7 +92,6 @@ class _Pending:
 
 
 _NO_TENSOR = PLAIN_TYPES | {torch.Size, torch.dtype, torch.device}  # x.size(), x.dim(), x.dtype: no tensor inside
-_LABELS: dict[Any, tuple[str, str]] = {}  # func -> op_label(func), without lru_cache's call per row
 
 # (id(code), instruction) -> (code, "file.py:12"): the same few call sites, again and again (a frame's line number
 # is decoded from its instruction on every read; the instruction is not). Keyed by id: a code object hashes its
@@ -530,8 +529,7 @@ class Recorder(TorchFunctionMode):
             caller = frame if kind is not None and kind[0] == _USER else _module_caller(frame)
             if caller is not None:
                 site: int | None = caller.f_lasti
-                where = _WHERE.get((id(caller.f_code), caller.f_lasti))
-                source = where[1] if where is not None else _where(caller)
+                source = _where(caller)
             else:
                 source = site = None
         else:
@@ -606,22 +604,7 @@ class Recorder(TorchFunctionMode):
             shapes, sources, _ = self._inputs(tensors_in(kwargs))
             row.input_shapes += shapes
             row.inputs_from += sources
-        index = row.index
-        if type(output) is _TENSOR:  # _produced for the commonest output, one plain tensor, written out
-            producers = self._producers
-            key = id(output)
-            entry = producers.get(key)
-            if entry is None or entry[0]() is not output:
-                row.alloc_bytes = 0 if key in self.input_ids else \
-                    output.numel() * output.element_size() if output._base is None else self._new_storage_bytes(output)
-                producers[key] = (weakref.ref(output), index)
-            elif entry[1] <= index:  # not made by a layer inside this one (the inner one is the more useful origin)
-                producers[key] = (entry[0], index)
-            dtype = output.dtype
-            row.output_shapes = (tuple(output.shape),)
-            row.output_dtypes = (DTYPE_NAMES.get(dtype) or dtype_name(dtype),)
-        else:
-            row.output_shapes, row.output_dtypes, row.alloc_bytes = self._produced(output, index, keep_inner=True)
+        row.output_shapes, row.output_dtypes, row.alloc_bytes = self._produced(output, row.index, keep_inner=True)
         row.module = None
         priced = row.priced
         if priced is not None and priced is not ZERO and self.costs:
@@ -834,34 +817,20 @@ class Recorder(TorchFunctionMode):
     def _plain_row(self, func: Any, x: torch.Tensor, out: torch.Tensor, caller: FrameType, flops: int | None
                    ) -> None:
         """The row of ``f(x)``, one plain tensor in and one out: :meth:`_function_row` for the commonest call,
-        with its steps written out (a trace makes one per call of the user's code)."""
+        without its scan of the arguments (its caller makes it without a guard when no mode is below)."""
         rows = self.rows
         index = len(rows)
         if index >= self.max_rows:
             raise TooManyCalls(self.max_rows)
-        label = _LABELS.get(func)
-        if label is None:
-            label = _LABELS[func] = op_label(func)
-        producers = self._producers
-        entry = producers.get(id(x))
-        key = id(out)
-        made = producers.get(key)
-        if (made is not None and made[0]() is out) or key in self.input_ids:
-            allocated = 0  # an in-place call returns its input
-        elif out._base is None:
-            allocated = out.numel() * out.element_size()
-        else:
-            allocated = self._new_storage_bytes(out)
-        producers[key] = (weakref.ref(out), index)
-        dtype = out.dtype
-        known = _WHERE.get((id(caller.f_code), caller.f_lasti))
-        where = known[1] if known is not None else _where(caller)
+        name, op = op_label(func)
+        entry = self._producers.get(id(x))
+        out_shapes, out_dtypes, allocated = self._produced(out, index, keep_inner=False)
         stack = self.stack
         counted = flops if self.costs else None
+        origin = entry[1] if entry is not None and entry[0]() is x else None
         rows.append(_new_row(Row, (
-            index, "function", label[0], label[1], len(stack), (tuple(x.shape),), (tuple(out.shape),),
-            (DTYPE_NAMES.get(dtype) or dtype_name(dtype),), 0, where, stack[-1].index if stack else None,
-            (entry[1] if entry is not None and entry[0]() is x else None,), 0, False, {"args": [None]}, counted,
+            index, "function", name, op, len(stack), (tuple(x.shape),), out_shapes, out_dtypes, 0, _where(caller),
+            stack[-1].index if stack else None, (origin,), 0, False, {"args": [None]}, counted,
             None if counted is None else counted // 2, allocated, caller.f_lasti, ())))
 
     def _count(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, int | None]:
@@ -881,10 +850,7 @@ class Recorder(TorchFunctionMode):
         index = len(rows)
         if index >= self.max_rows:
             raise TooManyCalls(self.max_rows)
-        label = _LABELS.get(func)
-        if label is None:
-            label = _LABELS[func] = op_label(func)
-        name, op = label
+        name, op = op_label(func)
         if len(args) == 1 and not kwargs and type(args[0]) is _TENSOR:  # f(x), the commonest call: no scan
             shapes, sources, params = self._inputs(args)
             literal: dict[str, Any] = {"args": [None]}
@@ -914,31 +880,14 @@ class Recorder(TorchFunctionMode):
                         named[k] = _literal(v, tensors)
                 literal["kwargs"] = named
             shapes, sources, params = self._inputs(tensors)
-        if type(out) is _TENSOR:  # _produced for the commonest output, one plain tensor, written out
-            producers = self._producers
-            key = id(out)
-            made = producers.get(key)
-            if (made is not None and made[0]() is out) or key in self.input_ids:
-                allocated = 0  # an in-place call returns its input
-            elif out._base is None:
-                allocated = out.numel() * out.element_size()
-            else:
-                allocated = self._new_storage_bytes(out)
-            producers[key] = (weakref.ref(out), index)
-            dtype = out.dtype
-            out_shapes: tuple[Shape, ...] = (tuple(out.shape),)
-            out_dtypes: tuple[str, ...] = (DTYPE_NAMES.get(dtype) or dtype_name(dtype),)
-        elif out is not None:
-            out_shapes, out_dtypes, allocated = self._produced(out, index, keep_inner=False)
-        else:
-            out_shapes, out_dtypes, allocated = (), (), 0
-        known = _WHERE.get((id(caller.f_code), caller.f_lasti))
+        out_shapes, out_dtypes, allocated = (self._produced(out, index, keep_inner=False) if out is not None
+                                             else ((), (), 0))
         stack = self.stack
         counted = flops if self.costs else None
         row = _new_row(Row, (index, "function", name, op, len(stack), shapes, out_shapes, out_dtypes, params,
-                             known[1] if known is not None else _where(caller), stack[-1].index if stack else None,
-                             sources, 0, out is None, literal, counted, None if counted is None else counted // 2,
-                             allocated, caller.f_lasti, _user_frames(caller, self._serials) if self.frames else ()))
+                             _where(caller), stack[-1].index if stack else None, sources, 0, out is None,
+                             literal, counted, None if counted is None else counted // 2, allocated, caller.f_lasti,
+                             _user_frames(caller, self._serials) if self.frames else ()))
         rows.append(row)
         return row
 
