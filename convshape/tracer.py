@@ -568,16 +568,6 @@ class Recorder(TorchFunctionMode):
     def _after_module(self, module: nn.Module, args: tuple[Any, ...], *given: Any) -> None:
         off = self._off
         if off is not None and off.module is module:
-            if len(given) == 2 and not given[0] and type(given[1]) is _TENSOR and not self._busy and not _MODES():
-                # a leaf that ran with this mode off, one plain tensor out, no other mode on the stack: reading its
-                # output dispatches nowhere, so the row is closed before the mode goes back on, without a guard
-                self._busy = True
-                try:
-                    self._leave_module(module, args, *given)
-                finally:
-                    self._busy = False
-                    self._mode_on()
-                return
             self._mode_on()
         if len(given) == 1:  # torch calls always_call hooks with (module, args, result) when forward raised
             return  # the row stays open: the failure, or the caller's except, settles it
