@@ -29,7 +29,7 @@ from torch.overrides import TorchFunctionMode
 
 from . import diagnose
 from .cells import place
-from .costs import DISPATCH, PLANS, CostCounter, plan
+from .costs import DISPATCH, CostCounter, plan
 from .leaves import ZERO, layer_plan
 from .oplabels import op_label
 from .params import numel
@@ -491,24 +491,18 @@ class Recorder(TorchFunctionMode):
             return
         if self._off is not None:  # a leaf left by a BaseException the model caught: the mode goes back on
             self._mode_on()
-        rows = self.rows
-        if len(rows) >= self.max_rows:
+        if len(self.rows) >= self.max_rows:
             raise TooManyCalls(self.max_rows)
         self._busy = True
         try:
             with _NO_TORCH_FUNCTION():  # plain attribute access: t.shape would dispatch to this mode
-                self._enter_module(module, args, rows)
+                self._enter_module(module, args)
         finally:
             self._busy = False
 
-    def _enter_module(self, module: nn.Module, args: tuple[Any, ...], rows: list[_Pending | Row]) -> None:
-        if len(args) == 1 and type(args[0]) is _TENSOR:  # layer(x), the commonest call: its one tensor, no scan
-            t = args[0]
-            entry = self._producers.get(id(t))
-            shapes: tuple[Shape, ...] = (tuple(t.shape),)
-            sources: tuple[int | None, ...] = (entry[1] if entry is not None and entry[0]() is t else None,)
-        else:
-            shapes, sources, _ = self._inputs(tensors_in(args))
+    def _enter_module(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        # layer(x), the commonest call: its one tensor as it is, no scan
+        shapes, sources, _ = self._inputs(args if len(args) == 1 and type(args[0]) is _TENSOR else tensors_in(args))
         key = id(module)
         calls = self._calls
         call = calls.get(key, 0)
@@ -516,17 +510,15 @@ class Recorder(TorchFunctionMode):
         known = self._static.get(key)
         if known is None or known[3]:
             known = self._static[key] = self._static_of(module)
-        params = self._param_counts.get(key)
-        if params is None:
-            params = self._params_of(module)
+        name, op, attrs, _ = known
         stack = self.stack
+        rows = self.rows
         if stack:
             parent: int | None = stack[-1].index
             frame: FrameType | None = sys._getframe(2)  # torch's code that runs the hooks
             while frame is not None and ((code := frame.f_code) is _INNER or code is _CALL_IMPL or code is _WRAPPED):
                 frame = frame.f_back  # compared by identity: a code object hashes and compares its contents
-            kind = _MODULE_FRAMES.get(id(frame.f_code)) if frame is not None else None
-            caller = frame if kind is not None and kind[0] == _USER else _module_caller(frame)
+            caller = _module_caller(frame)
             if caller is not None:
                 site: int | None = caller.f_lasti
                 source = _where(caller)
@@ -534,8 +526,8 @@ class Recorder(TorchFunctionMode):
                 source = site = None
         else:
             parent = caller = source = site = None
-        row = _Pending(len(rows), "module", known[0], known[1], len(stack), shapes, params, source, parent, sources,
-                       call, module, attrs=known[2], site=site)
+        row = _Pending(len(rows), "module", name, op, len(stack), shapes, self._params_of(module), source, parent,
+                       sources, call, module, attrs=attrs, site=site)
         if self.frames and caller is not None:
             row.frames = _user_frames(caller, self._serials)
         rows.append(row)
@@ -573,10 +565,11 @@ class Recorder(TorchFunctionMode):
             return  # the row stays open: the failure, or the caller's except, settles it
         if self._busy:
             return
+        kwargs, output = given
         self._busy = True
         try:
             with _NO_TORCH_FUNCTION():
-                self._leave_module(module, args, *given)
+                self._leave_module(module, args, kwargs, output)
         finally:
             self._busy = False
 
@@ -600,9 +593,9 @@ class Recorder(TorchFunctionMode):
         if priced is not None and priced is not ZERO and self.costs:
             row.own_flops = priced(row.input_shapes[0], output)
         if self._entries:
-            entry_ = self._entries.pop(id(module), None)
-            if entry_ is not None and entry_[0] is row:
-                self._template(module, row, entry_, args, kwargs, output)
+            entry = self._entries.pop(id(module), None)
+            if entry is not None and entry[0] is row:
+                self._template(module, row, entry, args, kwargs, output)
 
     # -- identical blocks (reuse.py) -----------------------------------------------------------
     def _template(self, block: nn.Module, row: _Pending, entry: tuple[_Pending, Any, bool, Row | None],
@@ -746,8 +739,7 @@ class Recorder(TorchFunctionMode):
     # -- functions ------------------------------------------------------------------------------
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
                            kwargs: dict[str, Any] | None = None) -> Any:
-        if kwargs is None:
-            kwargs = {}
+        kwargs = kwargs or {}
         if self._busy:
             return func(*args, **kwargs)
         if func is _LINEAR and self.repair_linear:
@@ -755,14 +747,7 @@ class Recorder(TorchFunctionMode):
             if repaired is not None:
                 return repaired
         frame = sys._getframe(1)
-        price = None
-        if self.costs:
-            try:
-                price = PLANS.get(func, PLANS)
-            except TypeError:  # an unhashable callable: plan says what to do with it
-                price = PLANS
-            if price is not None and price is not DISPATCH:
-                price = plan(func, args, kwargs)  # not seen before, or a pricer that reads this call's arguments
+        price = plan(func, args, kwargs) if self.costs else None
         try:
             if price is DISPATCH:
                 out, flops = self._count(func, args, kwargs)
@@ -772,7 +757,7 @@ class Recorder(TorchFunctionMode):
                     flops = 0
                 else:
                     with _NO_TORCH_FUNCTION():  # the formula reads shapes: not through the modes below
-                        flops = price(args, kwargs, out)
+                        flops = price(args, kwargs, out)  # type: ignore[operator]
         except Exception:
             caller = _direct_caller(frame)
             if caller is not None:
@@ -783,12 +768,10 @@ class Recorder(TorchFunctionMode):
             known = _FUNCTION_FRAMES.get(id(frame.f_code))
             caller = frame if known is not None and known[0] == _USER else _direct_caller(frame)
             if caller is not None:
-                if len(args) == 1 and not kwargs and type(args[0]) is _TENSOR and not self.frames:
-                    if _MODES():  # modes below this one (torch.device("meta")) need not see t.shape
-                        with _NO_TORCH_FUNCTION():
-                            self._plain_row(func, args[0], out, caller, flops)
-                    else:  # nothing below this mode (which torch has taken off the stack while it runs)
-                        self._plain_row(func, args[0], out, caller, flops)
+                if len(args) == 1 and not kwargs and type(args[0]) is _TENSOR and not _MODES():
+                    # f(x), plain tensors in and out, nothing below this mode (which torch has taken off the stack
+                    # while it runs): reading their shapes dispatches nowhere, so no guard is needed
+                    self._function_row(func, args, kwargs, out, caller, flops)
                 else:
                     with _NO_TORCH_FUNCTION():  # modes below this one (torch.device("meta")) need not see t.shape
                         self._function_row(func, args, kwargs, out, caller, flops)
@@ -803,25 +786,6 @@ class Recorder(TorchFunctionMode):
             row = self.stack[-1]
             row.own_flops = _plus(row.own_flops, flops)
         return out
-
-    def _plain_row(self, func: Any, x: torch.Tensor, out: torch.Tensor, caller: FrameType, flops: int | None
-                   ) -> None:
-        """The row of ``f(x)``, one plain tensor in and one out: :meth:`_function_row` for the commonest call,
-        without its scan of the arguments (its caller makes it without a guard when no mode is below)."""
-        rows = self.rows
-        index = len(rows)
-        if index >= self.max_rows:
-            raise TooManyCalls(self.max_rows)
-        name, op = op_label(func)
-        entry = self._producers.get(id(x))
-        out_shapes, out_dtypes, allocated = self._produced(out, index, keep_inner=False)
-        stack = self.stack
-        counted = flops if self.costs else None
-        origin = entry[1] if entry is not None and entry[0]() is x else None
-        rows.append(_new_row(Row, (
-            index, "function", name, op, len(stack), (tuple(x.shape),), out_shapes, out_dtypes, 0, _where(caller),
-            stack[-1].index if stack else None, (origin,), 0, False, {"args": [None]}, counted,
-            None if counted is None else counted // 2, allocated, caller.f_lasti, ())))
 
     def _count(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, int | None]:
         """Run one call under the dispatch counter: the FLOPs of every aten op it executes."""
@@ -901,27 +865,18 @@ class Recorder(TorchFunctionMode):
         return Stop(exc, fn.index if fn is not None else None, layer.index if layer is not None else None)
 
     def frozen_rows(self) -> tuple[Row, ...]:
-        rows = self.rows
         if not self.costs:
-            return tuple(r if isinstance(r, Row) else r.freeze() for r in rows)
-        # Roll FLOPs up: a module's own ops plus everything its children (modules and functions) ran; None
-        # (unknown) wins over any count. One loop, written out: a trace freezes every row it made.
+            return tuple(r if isinstance(r, Row) else r.freeze() for r in self.rows)
+        # Roll FLOPs up: a module's own ops plus everything its children (modules and functions) ran.
         below: dict[int, int | None] = {}
-        frozen: list[Row] = [None] * len(rows)  # type: ignore[list-item]
-        new_row = _new_row
-        for r in reversed(rows):
-            if type(r) is Row:
+        frozen: list[Row] = [None] * len(self.rows)  # type: ignore[list-item]
+        for r in reversed(self.rows):
+            if isinstance(r, Row):
                 total = r.flops
                 frozen[r.index] = r
             else:
-                own, inner = r.own_flops, below.get(r.index, 0)
-                total = None if own is None or inner is None else own + inner
-                frozen[r.index] = new_row(Row, (
-                    r.index, r.kind, r.name, r.op, r.depth, r.input_shapes, r.output_shapes, r.output_dtypes, r.params,
-                    r.source, r.parent, r.inputs_from, r.call, r.failed, r.attrs, total,
-                    None if total is None else total // 2, r.alloc_bytes, r.site, r.frames))
-            parent = r.parent
-            if parent is not None:
-                held = below.get(parent, 0)
-                below[parent] = None if held is None or total is None else held + total
+                total = _plus(r.own_flops, below.get(r.index, 0))
+                frozen[r.index] = r.freeze(total)
+            if r.parent is not None:
+                below[r.parent] = _plus(below.get(r.parent, 0), total)
         return tuple(frozen)
