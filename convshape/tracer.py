@@ -296,6 +296,25 @@ def _call_through(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> A
 
 
 current: Recorder | None = None  # the recorder of the pass in progress, read by the progress line
+_CALL_IMPL_FN = nn.Module._call_impl
+
+
+def _recorded_call(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    """``Module._call_impl`` while a recorder runs: the call is recorded around torch's own ``_call_impl``,
+    which runs the module's hooks and anyone's global hooks as it always does."""
+    recorder = current
+    if recorder is None or recorder._busy:  # convshape's own calls, made while it records
+        return _CALL_IMPL_FN(module, *args, **kwargs)
+    recorder._before_module(module, args, sys._getframe(1))
+    try:
+        output = _CALL_IMPL_FN(module, *args, **kwargs)
+    except BaseException:
+        off = recorder._off
+        if off is not None and off.module is module:  # a leaf that took the mode off raised: it goes back on
+            recorder._mode_on()
+        raise  # the row stays open: the failure, or the caller's except, settles it
+    recorder._after_module(module, args, kwargs, output)
+    return output
 
 
 MAX_ROWS = 1_000_000
@@ -350,7 +369,7 @@ class Recorder(TorchFunctionMode):
         self._bases: dict[int, weakref.ref[torch.Tensor]] = {}  # view bases already counted
         self._busy = False
         self._failed_fn: Row | None = None
-        self._handles: list[Any] = []
+        self._outer: tuple[Recorder | None, Any] = (None, _CALL_IMPL_FN)
         self.frames = RECORD_FRAMES.get()
         self._serials: dict[int, tuple[FrameType, int]] = {}  # comprehension frames seen (held for the pass)
         self._off: _Pending | None = None  # the torch leaf running with this mode taken off the stack
@@ -363,23 +382,22 @@ class Recorder(TorchFunctionMode):
     # -- interception lifecycle -------------------------------------------------------------
     def __enter__(self) -> Recorder:
         global current
-        self._handles = [
-            nn_module.register_module_forward_pre_hook(self._before_module),
-            # always_call: torch runs it when the forward raises too (with 3 arguments), so a leaf that took
-            # the mode off always puts it back
-            nn_module.register_module_forward_hook(self._after_module, with_kwargs=True, always_call=True),
-        ]
+        # Module._call_impl runs every module call (Module.__call__ and a direct _call_impl alike): the recorder's
+        # own takes its place for the pass, records the call and runs torch's, whose fast path (no global hooks)
+        # goes straight to forward. Global hooks sent every call down its slow path (inner(), hook lists): a module
+        # call cost 27 µs over the plain forward with them and 19 µs without (benchmarks/ab.py, the ReLU chain).
+        self._outer = (current, nn.Module.__dict__["_call_impl"])
         self._counter = CostCounter(self._add_flops)
+        current = self
+        nn.Module._call_impl = _recorded_call  # type: ignore[method-assign, assignment]
         try:
-            current = self
             return super().__enter__()
         except BaseException:
-            self._remove_hooks()
+            self._restore()
             raise
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        global current
         try:
             for block in self._installed.values():  # the replayers come off: the model is as it was
                 vars(block).pop("_compiled_call_impl", None)
@@ -389,9 +407,14 @@ class Recorder(TorchFunctionMode):
             else:  # a BaseException left a leaf while the mode was off the stack: it is not there to pop
                 self._off = None
         finally:
-            self._remove_hooks()
-            self._counter = None  # it holds a bound method of this recorder: no cycle outlives the pass
-            current = None
+            self._restore()
+
+    def _restore(self) -> None:
+        global current
+        outer, call_impl = self._outer
+        nn.Module._call_impl = call_impl  # type: ignore[method-assign]
+        self._counter = None  # it holds a bound method of this recorder: no cycle outlives the pass
+        current = outer
 
     def _add_flops(self, flops: int | None, op: str) -> None:
         """The sink of the dispatch counter: one aten op of the call being counted."""
@@ -399,15 +422,6 @@ class Recorder(TorchFunctionMode):
             where = self.stack[-1].name if self.stack else None
             self.unknown_cost_ops.setdefault(op, where)
         self._counted = _plus(self._counted, flops)
-
-    def _remove_hooks(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-            # torch's handle.remove() leaves the with_kwargs entry behind (torch 2.x); every later
-            # torch.compile'd module would warn about a global hook that is gone
-            nn_module._global_forward_hooks_with_kwargs.pop(handle.id, None)
-            nn_module._global_forward_hooks_always_called.pop(handle.id, None)
-        self._handles = []
 
     # -- bookkeeping --------------------------------------------------------------------------
     def _inputs(self, tensors: Sequence[torch.Tensor]) -> tuple[tuple[Shape, ...], tuple[int | None, ...], int]:
@@ -485,10 +499,8 @@ class Recorder(TorchFunctionMode):
             self._param_counts[key] = count
         return self._param_counts[key]
 
-    # -- module hooks ---------------------------------------------------------------------------
-    def _before_module(self, module: nn.Module, args: tuple[Any, ...]) -> None:
-        if self._busy:
-            return
+    # -- module calls (_recorded_call) ------------------------------------------------------------
+    def _before_module(self, module: nn.Module, args: tuple[Any, ...], frame: FrameType | None) -> None:
         if self._off is not None:  # a leaf left by a BaseException the model caught: the mode goes back on
             self._mode_on()
         if len(self.rows) >= self.max_rows:
@@ -496,11 +508,11 @@ class Recorder(TorchFunctionMode):
         self._busy = True
         try:
             with _NO_TORCH_FUNCTION():  # plain attribute access: t.shape would dispatch to this mode
-                self._enter_module(module, args)
+                self._enter_module(module, args, frame)
         finally:
             self._busy = False
 
-    def _enter_module(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+    def _enter_module(self, module: nn.Module, args: tuple[Any, ...], frame: FrameType | None) -> None:
         # layer(x), the commonest call: its one tensor as it is, no scan
         shapes, sources, _ = self._inputs(args if len(args) == 1 and type(args[0]) is _TENSOR else tensors_in(args))
         key = id(module)
@@ -515,7 +527,6 @@ class Recorder(TorchFunctionMode):
         rows = self.rows
         if stack:
             parent: int | None = stack[-1].index
-            frame: FrameType | None = sys._getframe(2)  # torch's code that runs the hooks
             while frame is not None and ((code := frame.f_code) is _INNER or code is _CALL_IMPL or code is _WRAPPED):
                 frame = frame.f_back  # compared by identity: a code object hashes and compares its contents
             caller = _module_caller(frame)
@@ -534,7 +545,7 @@ class Recorder(TorchFunctionMode):
         stack.append(row)
         if self._runs and call == 0 and key in self._runs:  # the first of a run of blocks: a template, maybe
             self._entries[key] = (row, input_state(args, {}), self.saw_new_modules, self._failed_fn)
-        if len(_PRE_HOOKS) == 1 and len(_POST_HOOKS) == 1 and not self.repair_linear:  # no one else's hooks
+        if not (_PRE_HOOKS or _POST_HOOKS or self.repair_linear):  # no one's global hooks run inside this call
             priced = layer_plan(module, args)
             if priced is not DISPATCH:
                 modes = _MODES()
@@ -557,15 +568,10 @@ class Recorder(TorchFunctionMode):
         # a lazy layer's arguments change when its first forward sizes it
         return name, op, layer_attrs(module), op.startswith("Lazy")
 
-    def _after_module(self, module: nn.Module, args: tuple[Any, ...], *given: Any) -> None:
+    def _after_module(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
         off = self._off
         if off is not None and off.module is module:
             self._mode_on()
-        if len(given) == 1:  # torch calls always_call hooks with (module, args, result) when forward raised
-            return  # the row stays open: the failure, or the caller's except, settles it
-        if self._busy:
-            return
-        kwargs, output = given
         self._busy = True
         try:
             with _NO_TORCH_FUNCTION():
@@ -671,8 +677,8 @@ class Recorder(TorchFunctionMode):
 
     def _replayed(self, block: nn.Module, template: Template, args: tuple[Any, ...], kwargs: dict[str, Any]
                   ) -> Any:
-        if self._busy or self._off is not None or current is not self or len(_PRE_HOOKS) != 1 or \
-                len(_POST_HOOKS) != 1 or len(self.rows) + len(template.rows) > self.max_rows:
+        if self._busy or self._off is not None or current is not self or _PRE_HOOKS or _POST_HOOKS or \
+                len(self.rows) + len(template.rows) > self.max_rows:
             return None
         modes = _MODES()
         if not modes or _MODE_AT(modes - 1) is not self:

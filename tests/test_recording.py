@@ -135,3 +135,57 @@ def test_a_call_argument_reads_as_jsonable_and_tensors_in_read_it(value: Any) ->
     expected = [_T, *tensors_in(value)]
     assert got == jsonable(value)
     assert len(found) == len(expected) and all(a is b for a, b in zip(found, expected, strict=True))
+
+
+class WithHooks(nn.Module):
+    """A layer whose own hooks change what it is given and what it returns, and a global hook of another tool."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool = nn.MaxPool1d(2)
+        self.pool.register_forward_pre_hook(lambda m, a: (a[0].unsqueeze(1),))  # (2, 8) -> (2, 1, 8)
+        self.pool.register_forward_hook(lambda m, a, out: out.flatten(1))  # (2, 1, 4) -> (2, 4)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(x))
+
+
+def _torch_view(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[list[Any], list[Any], int]]:
+    """What each module call is given and returns, as the caller sees it: a wrapper around ``Module.__call__``."""
+    seen: dict[str, tuple[list[Any], list[Any], int]] = {}
+    names = {id(m): n for n, m in model.named_modules()}
+    outer = nn.Module.__call__
+
+    def call(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        out = outer(module, *args, **kwargs)
+        key = names[id(module)]
+        seen[key] = ([tuple(a.shape) for a in args], [tuple(out.shape)], seen.get(key, ([], [], 0))[2] + 1)
+        return out
+
+    nn.Module.__call__ = call  # type: ignore[method-assign]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        nn.Module.__call__ = outer  # type: ignore[method-assign]
+    return seen
+
+
+def test_a_module_call_shows_what_its_caller_gave_and_got_back_through_every_hook() -> None:
+    """Module calls are recorded around torch's _call_impl: the row's shapes are the call's, hooks included
+    (a layer's own pre-hook reshapes its input inside the call; its forward hook, the output it returns)."""
+    model, x = WithHooks(), torch.randn(2, 8)
+    truth = _torch_view(model, x)
+    other = nn.modules.module.register_module_forward_hook(lambda m, a, out: None)  # another tool's, around all
+    try:
+        for trace in (convshape.trace_model(model, x), convshape.trace_model(model, x, device="meta")):
+            rows = {r.name: r for r in trace.rows if r.kind == "module"}
+            assert {n: ([list(s) for s in r.input_shapes], [list(s) for s in r.output_shapes], r.call + 1)
+                    for n, r in rows.items()} == \
+                {n: ([list(s) for s in given], [list(s) for s in got], calls) for n, (given, got, calls) in
+                 truth.items()}
+            assert [r.name for r in trace.rows if r.kind == "function"] == ["unsqueeze", "flatten"]  # hooks' calls
+    finally:
+        other.remove()
+    assert nn.Module.__dict__["_call_impl"] is tracer._CALL_IMPL_FN

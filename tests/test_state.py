@@ -65,6 +65,8 @@ def process_state() -> dict[str, Any]:
         "global_hooks": {name: dict(getattr(nn_module, name)) for name in dir(nn_module) if name.startswith("_global")
                          and isinstance(getattr(nn_module, name), dict)},
         "torch_function_modes": torch._C._len_torch_function_stack(),
+        "module_call": {name: nn.Module.__dict__.get(name) for name in ("__call__", "_wrapped_call_impl",
+                                                                        "_call_impl")},
         "dispatch_modes": torch._C._len_torch_dispatch_stack(),
         "grad": torch.is_grad_enabled(),
         "warnings": list(warnings.filters),
