@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
 from .errors import ConvshapeError
-from .structure import Structure, set_flag, walk
+from .structure import Structure, set_flags, walk
 
 
 class ModelExit(BaseException):
@@ -114,9 +114,7 @@ class Preserved:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        for module, training in zip(self.found.modules, self._flags, strict=True):
-            if module.training != training:
-                set_flag(module, training)
+        set_flags(self.found.modules, self._flags)
         with torch.no_grad():
             for buffer, saved, version in self._buffers:
                 # BatchNorm's kernel updates its running statistics in training mode without bumping _version

@@ -113,19 +113,29 @@ def set_training(found: Structure, mode: bool) -> None:
     """``root.train(mode)``, touching only the modules whose flag differs.
 
     A model whose own classes override ``train`` gets its ``train`` called, as the author meant it."""
-    if any(type(m).train is not nn.Module.train for m in found.modules):
+    classes = set(map(type, found.modules))
+    if any(cls.train is not nn.Module.train for cls in classes):
         found.root.train(mode)
         return
-    for module in found.modules:
+    set_flags(found.modules, [mode] * len(found.modules), classes)
+
+
+def set_flags(modules: list[nn.Module], flags: list[bool], classes: set[type] | None = None) -> None:
+    """Each module's ``training`` flag to its flag, as ``Module.__setattr__`` would set it; only those that differ.
+
+    A class of the model's own ``__setattr__`` gets it called; the others skip its checks (for a bool it ends in
+    ``object.__setattr__``). Looked at once per class: a chain of 10,000 modules has one."""
+    classes = classes if classes is not None else set(map(type, modules))
+    plain = all(cls.__setattr__ is nn.Module.__setattr__ for cls in classes)
+    for module, mode in zip(modules, flags, strict=True):
         if module.training != mode:
-            set_flag(module, mode)
+            if plain:
+                _SET(module, "training", mode)
+            else:
+                module.training = mode
 
 
-def set_flag(module: nn.Module, mode: bool) -> None:
-    if type(module).__setattr__ is nn.Module.__setattr__:
-        object.__setattr__(module, "training", mode)  # what Module.__setattr__ ends in for a bool, minus its checks
-    else:
-        module.training = mode
+_SET = object.__setattr__
 
 
 def _shared_subtree_params(root: nn.Module) -> dict[int, int]:

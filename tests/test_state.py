@@ -283,3 +283,36 @@ def test_a_guard_that_fails_half_way_in_puts_back_what_it_took(monkeypatch: pyte
         assert signal.getitimer(signal.ITIMER_REAL)[0] > 0
     assert signal.getitimer(signal.ITIMER_REAL)[0] == 0
     _same_process(before, process_state())
+
+
+class Watched(nn.Linear):
+    """A class of the model's own ``__setattr__``: it must be called for the flag, as ``Module.train`` would."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "training":
+            self.__dict__.setdefault("flag_sets", []).append(value)
+        super().__setattr__(name, value)
+
+
+class Flags(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.watched, self.drop, self.inner = Watched(4, 4), nn.Dropout(), nn.Sequential(nn.ReLU(), nn.Dropout())
+        self.seen: list[list[bool]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append([m.training for m in self.modules()])
+        return self.inner(self.drop(self.watched(x)))
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_the_pass_runs_with_every_flag_as_train_would_set_it_and_they_come_back(train: bool) -> None:
+    """Mixed flags before; during the pass, what ``model.train(train)`` sets; after, each flag as it was."""
+    model = Flags()
+    model.drop.eval()
+    model.inner[0].eval()
+    before = [m.training for m in model.modules()]
+    convshape.trace_model(model, "2x4", train=train)
+    assert model.seen == [[train] * len(before)]
+    assert [m.training for m in model.modules()] == before
+    assert model.watched.__dict__.get("flag_sets", []) == ([] if train else [False, True])
