@@ -113,14 +113,14 @@ def set_training(found: Structure, mode: bool) -> None:
     """``root.train(mode)``, touching only the modules whose flag differs.
 
     A model whose own classes override ``train`` gets its ``train`` called, as the author meant it."""
-    classes = set(map(type, found.modules))
+    classes: set[type[nn.Module]] = set(map(type, found.modules))
     if any(cls.train is not nn.Module.train for cls in classes):
         found.root.train(mode)
         return
     set_flags(found.modules, [mode] * len(found.modules), classes)
 
 
-def set_flags(modules: list[nn.Module], flags: list[bool], classes: set[type] | None = None) -> None:
+def set_flags(modules: list[nn.Module], flags: list[bool], classes: set[type[nn.Module]] | None = None) -> None:
     """Each module's ``training`` flag to its flag, as ``Module.__setattr__`` would set it; only those that differ.
 
     A class of the model's own ``__setattr__`` gets it called; the others skip its checks (for a bool it ends in
