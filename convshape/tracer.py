@@ -296,18 +296,20 @@ def _call_through(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> A
 
 
 current: Recorder | None = None  # the recorder of the pass in progress, read by the progress line
-_CALL_IMPL_FN = nn.Module._call_impl
+_CALL_IMPL_FN = nn.Module._call_impl  # torch's own
+_inner: Callable[..., Any] = _CALL_IMPL_FN  # what _recorded_call runs: the _call_impl that was in place before it
 
 
 def _recorded_call(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
-    """``Module._call_impl`` while a recorder runs: the call is recorded around torch's own ``_call_impl``,
-    which runs the module's hooks and anyone's global hooks as it always does."""
+    """``Module._call_impl`` while a recorder runs: the call is recorded around the ``_call_impl`` it replaced
+    (torch's own, unless another tool had replaced it), which runs the module's hooks and anyone's global hooks
+    as it always does."""
     recorder = current
     if recorder is None or recorder._busy:  # convshape's own calls, made while it records
-        return _CALL_IMPL_FN(module, *args, **kwargs)
+        return _inner(module, *args, **kwargs)
     recorder._before_module(module, args, sys._getframe(1))
     try:
-        output = _CALL_IMPL_FN(module, *args, **kwargs)
+        output = _inner(module, *args, **kwargs)
     except BaseException:
         off = recorder._off
         if off is not None and off.module is module:  # a leaf that took the mode off raised: it goes back on
@@ -369,7 +371,7 @@ class Recorder(TorchFunctionMode):
         self._bases: dict[int, weakref.ref[torch.Tensor]] = {}  # view bases already counted
         self._busy = False
         self._failed_fn: Row | None = None
-        self._outer: tuple[Recorder | None, Any] = (None, _CALL_IMPL_FN)
+        self._outer: tuple[Recorder | None, Any, Any] = (None, _CALL_IMPL_FN, _CALL_IMPL_FN)
         self.frames = RECORD_FRAMES.get()
         self._serials: dict[int, tuple[FrameType, int]] = {}  # comprehension frames seen (held for the pass)
         self._off: _Pending | None = None  # the torch leaf running with this mode taken off the stack
@@ -381,14 +383,17 @@ class Recorder(TorchFunctionMode):
 
     # -- interception lifecycle -------------------------------------------------------------
     def __enter__(self) -> Recorder:
-        global current
+        global current, _inner
         # Module._call_impl runs every module call (Module.__call__ and a direct _call_impl alike): the recorder's
         # own takes its place for the pass, records the call and runs torch's, whose fast path (no global hooks)
         # goes straight to forward. Global hooks sent every call down its slow path (inner(), hook lists): a module
         # call cost 27 µs over the plain forward with them and 19 µs without (benchmarks/ab.py, the ReLU chain).
-        self._outer = (current, nn.Module.__dict__["_call_impl"])
+        replaced = nn.Module.__dict__["_call_impl"]
+        self._outer = (current, _inner, replaced)
         self._counter = CostCounter(self._add_flops)
         current = self
+        if replaced is not _recorded_call:  # (a recorder inside another's pass: the outer one's stays below)
+            _inner = replaced
         nn.Module._call_impl = _recorded_call  # type: ignore[method-assign, assignment]
         try:
             return super().__enter__()
@@ -410,8 +415,8 @@ class Recorder(TorchFunctionMode):
             self._restore()
 
     def _restore(self) -> None:
-        global current
-        outer, call_impl = self._outer
+        global current, _inner
+        outer, _inner, call_impl = self._outer
         nn.Module._call_impl = call_impl  # type: ignore[method-assign]
         self._counter = None  # it holds a bound method of this recorder: no cycle outlives the pass
         current = outer

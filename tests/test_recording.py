@@ -189,3 +189,20 @@ def test_a_module_call_shows_what_its_caller_gave_and_got_back_through_every_hoo
     finally:
         other.remove()
     assert nn.Module.__dict__["_call_impl"] is tracer._CALL_IMPL_FN
+
+
+def test_another_tools_call_impl_still_runs_under_the_recorder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tool that replaced Module._call_impl before the trace keeps seeing every module call, and has its
+    replacement back after."""
+    calls: list[str] = []
+    torch_own = nn.Module._call_impl
+
+    def theirs(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        calls.append(type(module).__name__)
+        return torch_own(module, *args, **kwargs)
+
+    monkeypatch.setattr(nn.Module, "_call_impl", theirs)
+    model = WithHooks()
+    trace = convshape.trace_model(model, torch.randn(2, 8))
+    assert calls == [r.op for r in trace.rows if r.kind == "module"] == ["WithHooks", "MaxPool1d", "Linear"]
+    assert nn.Module.__dict__["_call_impl"] is theirs
