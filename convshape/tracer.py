@@ -296,25 +296,42 @@ def _call_through(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> A
 
 
 current: Recorder | None = None  # the recorder of the pass in progress, read by the progress line
+_CALL_FN = nn.Module._wrapped_call_impl  # torch's own Module.__call__
 _CALL_IMPL_FN = nn.Module._call_impl  # torch's own
-_inner: Callable[..., Any] = _CALL_IMPL_FN  # what _recorded_call runs: the _call_impl that was in place before it
+_inner: Callable[..., Any] = _CALL_IMPL_FN  # the _call_impl in place before the recorder's (another tool's, maybe)
 
 
 def _recorded_call(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
-    """``Module._call_impl`` while a recorder runs: the call is recorded around the ``_call_impl`` it replaced
-    (torch's own, unless another tool had replaced it), which runs the module's hooks and anyone's global hooks
-    as it always does."""
+    """``Module.__call__`` while a recorder runs: torch's ``_wrapped_call_impl`` with the call recorded around the
+    ``_call_impl`` that was in place before, or around the module's compiled call (``module.compile()``)."""
     recorder = current
     if recorder is None or recorder._busy:  # convshape's own calls, made while it records
+        return _CALL_FN(module, *args, **kwargs)
+    compiled = module._compiled_call_impl
+    if compiled is not None and id(module) in recorder._installed:
+        return compiled(*args, **kwargs)  # a block replayed from a template: its rows come from there
+    recorder._before_module(module, args, sys._getframe(1))
+    try:
+        output = _inner(module, *args, **kwargs) if compiled is None else compiled(*args, **kwargs)
+    except BaseException:
+        recorder._raised(module)
+        raise  # the row stays open: the failure, or the caller's except, settles it
+    recorder._after_module(module, args, kwargs, output)
+    return output
+
+
+def _recorded_call_impl(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    """``Module._call_impl`` while a recorder runs, for the calls that come to it without ``_recorded_call``: a
+    direct ``module._call_impl(x)``, or every call when another tool's ``Module.__call__`` was in place."""
+    recorder = current
+    if recorder is None or recorder._busy:
         return _inner(module, *args, **kwargs)
     recorder._before_module(module, args, sys._getframe(1))
     try:
         output = _inner(module, *args, **kwargs)
     except BaseException:
-        off = recorder._off
-        if off is not None and off.module is module:  # a leaf that took the mode off raised: it goes back on
-            recorder._mode_on()
-        raise  # the row stays open: the failure, or the caller's except, settles it
+        recorder._raised(module)
+        raise
     recorder._after_module(module, args, kwargs, output)
     return output
 
@@ -371,7 +388,7 @@ class Recorder(TorchFunctionMode):
         self._bases: dict[int, weakref.ref[torch.Tensor]] = {}  # view bases already counted
         self._busy = False
         self._failed_fn: Row | None = None
-        self._outer: tuple[Recorder | None, Any, Any] = (None, _CALL_IMPL_FN, _CALL_IMPL_FN)
+        self._outer: tuple[Recorder | None, Any, Any, Any] = (None, _CALL_IMPL_FN, _CALL_FN, _CALL_IMPL_FN)
         self.frames = RECORD_FRAMES.get()
         self._serials: dict[int, tuple[FrameType, int]] = {}  # comprehension frames seen (held for the pass)
         self._off: _Pending | None = None  # the torch leaf running with this mode taken off the stack
@@ -384,17 +401,19 @@ class Recorder(TorchFunctionMode):
     # -- interception lifecycle -------------------------------------------------------------
     def __enter__(self) -> Recorder:
         global current, _inner
-        # Module._call_impl runs every module call (Module.__call__ and a direct _call_impl alike): the recorder's
-        # own takes its place for the pass, records the call and runs torch's, whose fast path (no global hooks)
-        # goes straight to forward. Global hooks sent every call down its slow path (inner(), hook lists): a module
-        # call cost 27 µs over the plain forward with them and 19 µs without (benchmarks/ab.py, the ReLU chain).
-        replaced = nn.Module.__dict__["_call_impl"]
-        self._outer = (current, _inner, replaced)
+        # The recorder's own Module.__call__ and Module._call_impl take the place of torch's for the pass: they
+        # record the call around torch's _call_impl, whose fast path (no global hooks) goes straight to forward.
+        # Global hooks sent every call down its slow path (inner(), hook lists): a module call cost 27 µs over the
+        # plain forward with them and 19 µs without (benchmarks/ab.py, the ReLU chain).
+        call, call_impl = nn.Module.__dict__["__call__"], nn.Module.__dict__["_call_impl"]
+        self._outer = (current, _inner, call, call_impl)
         self._counter = CostCounter(self._add_flops)
         current = self
-        if replaced is not _recorded_call:  # (a recorder inside another's pass: the outer one's stays below)
-            _inner = replaced
-        nn.Module._call_impl = _recorded_call  # type: ignore[method-assign, assignment]
+        if call_impl is not _recorded_call_impl:  # (a recorder inside another's pass: the outer one's stays below)
+            _inner = call_impl
+        nn.Module._call_impl = _recorded_call_impl  # type: ignore[method-assign, assignment]
+        if call is _CALL_FN:  # (another tool's __call__ stays: every call still reaches _recorded_call_impl)
+            nn.Module.__call__ = _recorded_call  # type: ignore[method-assign]
         try:
             return super().__enter__()
         except BaseException:
@@ -416,8 +435,9 @@ class Recorder(TorchFunctionMode):
 
     def _restore(self) -> None:
         global current, _inner
-        outer, _inner, call_impl = self._outer
+        outer, _inner, call, call_impl = self._outer
         nn.Module._call_impl = call_impl  # type: ignore[method-assign]
+        nn.Module.__call__ = call  # type: ignore[method-assign]
         self._counter = None  # it holds a bound method of this recorder: no cycle outlives the pass
         current = outer
 
@@ -558,6 +578,11 @@ class Recorder(TorchFunctionMode):
                     _POP_MODE()  # torch's own calls in this leaf are known: no need to see them
                     row.priced = priced
                     self._off = row
+
+    def _raised(self, module: nn.Module) -> None:
+        off = self._off
+        if off is not None and off.module is module:  # a leaf that took the mode off raised: it goes back on
+            self._mode_on()
 
     def _mode_on(self) -> None:
         _PUSH_MODE(self)

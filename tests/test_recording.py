@@ -189,6 +189,7 @@ def test_a_module_call_shows_what_its_caller_gave_and_got_back_through_every_hoo
     finally:
         other.remove()
     assert nn.Module.__dict__["_call_impl"] is tracer._CALL_IMPL_FN
+    assert nn.Module.__dict__["__call__"] is tracer._CALL_FN
 
 
 def test_another_tools_call_impl_still_runs_under_the_recorder(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -206,3 +207,25 @@ def test_another_tools_call_impl_still_runs_under_the_recorder(monkeypatch: pyte
     trace = convshape.trace_model(model, torch.randn(2, 8))
     assert calls == [r.op for r in trace.rows if r.kind == "module"] == ["WithHooks", "MaxPool1d", "Linear"]
     assert nn.Module.__dict__["_call_impl"] is theirs
+
+
+class Compiled(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+        self.block.compile()  # its calls go to its compiled _call_impl, which runs eagerly in a trace
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.block(x))
+
+
+def test_a_compiled_module_has_its_row() -> None:
+    model, x = Compiled(), torch.randn(2, 4)
+    compiled = model.block._compiled_call_impl
+    truth = _torch_view(model, x)
+    trace = convshape.trace_model(model, x)
+    assert {r.name: [list(s) for s in r.output_shapes] for r in trace.rows if r.kind == "module"} == \
+        {n: [list(s) for s in got] for n, (_, got, _) in truth.items()}
+    assert [r.name for r in trace.rows] == ["", "block", "block.0", "block.1", "fc"]
+    assert model.block._compiled_call_impl is compiled and "_compiled_call_impl" not in vars(model.fc)
