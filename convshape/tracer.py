@@ -296,44 +296,26 @@ def _call_through(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> A
 
 
 current: Recorder | None = None  # the recorder of the pass in progress, read by the progress line
-_CALL_FN = nn.Module._wrapped_call_impl  # torch's own Module.__call__
 _CALL_IMPL_FN = nn.Module._call_impl  # torch's own
 _inner: Callable[..., Any] = _CALL_IMPL_FN  # the _call_impl in place before the recorder's (another tool's, maybe)
 
 
-def _recorded_call(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
-    """``Module.__call__`` while a recorder runs: torch's ``_wrapped_call_impl`` with the call recorded around the
-    ``_call_impl`` that was in place before, or around the module's compiled call (``module.compile()``)."""
+def _recorded_call_impl(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    """``Module._call_impl`` while a recorder runs: the call recorded around the ``_call_impl`` that was in place
+    before (torch's own, unless another tool had replaced it)."""
     recorder = current
     if recorder is None or recorder._busy:  # convshape's own calls, made while it records
-        return _CALL_FN(module, *args, **kwargs)
-    compiled = module._compiled_call_impl
-    if compiled is not None and id(module) in recorder._installed:
-        return compiled(*args, **kwargs)  # a block replayed from a template: its rows come from there
-    recorder._before_module(module, args, sys._getframe(1))
-    try:
-        output = _inner(module, *args, **kwargs) if compiled is None else compiled(*args, **kwargs)
-    except BaseException:
-        recorder._raised(module)
-        raise  # the row stays open: the failure, or the caller's except, settles it
-    recorder._after_module(module, args, kwargs, output)
-    return output
+        return _inner(module, *args, **kwargs)
+    return recorder._recorded(module, args, kwargs, sys._getframe(1), _inner, module)
 
 
-def _recorded_call_impl(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
-    """``Module._call_impl`` while a recorder runs, for the calls that come to it without ``_recorded_call``: a
-    direct ``module._call_impl(x)``, or every call when another tool's ``Module.__call__`` was in place."""
+def _recorded_compiled(compiled: Callable[..., Any], module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    """The call slot of a ``module.compile()``d module while a recorder runs: its compiled call holds the
+    ``_call_impl`` of before the pass, so the call is recorded around it here."""
     recorder = current
     if recorder is None or recorder._busy:
-        return _inner(module, *args, **kwargs)
-    recorder._before_module(module, args, sys._getframe(1))
-    try:
-        output = _inner(module, *args, **kwargs)
-    except BaseException:
-        recorder._raised(module)
-        raise
-    recorder._after_module(module, args, kwargs, output)
-    return output
+        return compiled(*args, **kwargs)
+    return recorder._recorded(module, args, kwargs, sys._getframe(1), compiled, None)
 
 
 MAX_ROWS = 1_000_000
@@ -388,7 +370,9 @@ class Recorder(TorchFunctionMode):
         self._bases: dict[int, weakref.ref[torch.Tensor]] = {}  # view bases already counted
         self._busy = False
         self._failed_fn: Row | None = None
-        self._outer: tuple[Recorder | None, Any, Any, Any] = (None, _CALL_IMPL_FN, _CALL_FN, _CALL_IMPL_FN)
+        self._outer: tuple[Recorder | None, Any, Any] = (None, _CALL_IMPL_FN, _CALL_IMPL_FN)
+        # module.compile()d modules and their compiled calls: the recorder's wrapper takes their slot for the pass
+        self._compiled = [(m, vars(m)["_compiled_call_impl"]) for m in found.compiled]
         self.frames = RECORD_FRAMES.get()
         self._serials: dict[int, tuple[FrameType, int]] = {}  # comprehension frames seen (held for the pass)
         self._off: _Pending | None = None  # the torch leaf running with this mode taken off the stack
@@ -401,19 +385,20 @@ class Recorder(TorchFunctionMode):
     # -- interception lifecycle -------------------------------------------------------------
     def __enter__(self) -> Recorder:
         global current, _inner
-        # The recorder's own Module.__call__ and Module._call_impl take the place of torch's for the pass: they
-        # record the call around torch's _call_impl, whose fast path (no global hooks) goes straight to forward.
-        # Global hooks sent every call down its slow path (inner(), hook lists): a module call cost 27 µs over the
-        # plain forward with them and 19 µs without (benchmarks/ab.py, the ReLU chain).
-        call, call_impl = nn.Module.__dict__["__call__"], nn.Module.__dict__["_call_impl"]
-        self._outer = (current, _inner, call, call_impl)
+        # Module._call_impl runs every module call: the recorder's own takes its place for the pass and records the
+        # call around torch's, whose fast path (no global hooks) goes straight to forward. Global hooks sent every
+        # call down its slow path (inner(), hook lists): a module call cost 27 µs over the plain forward with them
+        # and 19 µs without (benchmarks/ab.py, the ReLU chain). Not Module.__call__: setting a slot like __call__
+        # on a class updates every subclass (217 µs a trace with transformers imported; _call_impl: 3.5 µs).
+        call_impl = nn.Module.__dict__["_call_impl"]
+        self._outer = (current, _inner, call_impl)
         self._counter = CostCounter(self._add_flops)
         current = self
         if call_impl is not _recorded_call_impl:  # (a recorder inside another's pass: the outer one's stays below)
             _inner = call_impl
         nn.Module._call_impl = _recorded_call_impl  # type: ignore[method-assign, assignment]
-        if call is _CALL_FN:  # (another tool's __call__ stays: every call still reaches _recorded_call_impl)
-            nn.Module.__call__ = _recorded_call  # type: ignore[method-assign]
+        for module, compiled in self._compiled:
+            object.__setattr__(module, "_compiled_call_impl", functools.partial(_recorded_compiled, compiled, module))
         try:
             return super().__enter__()
         except BaseException:
@@ -435,9 +420,10 @@ class Recorder(TorchFunctionMode):
 
     def _restore(self) -> None:
         global current, _inner
-        outer, _inner, call, call_impl = self._outer
+        outer, _inner, call_impl = self._outer
         nn.Module._call_impl = call_impl  # type: ignore[method-assign]
-        nn.Module.__call__ = call  # type: ignore[method-assign]
+        for module, compiled in self._compiled:
+            object.__setattr__(module, "_compiled_call_impl", compiled)
         self._counter = None  # it holds a bound method of this recorder: no cycle outlives the pass
         current = outer
 
@@ -524,7 +510,7 @@ class Recorder(TorchFunctionMode):
             self._param_counts[key] = count
         return self._param_counts[key]
 
-    # -- module calls (_recorded_call) ------------------------------------------------------------
+    # -- module calls (_recorded_call_impl) -------------------------------------------------------
     def _before_module(self, module: nn.Module, args: tuple[Any, ...], frame: FrameType | None) -> None:
         if self._off is not None:  # a leaf left by a BaseException the model caught: the mode goes back on
             self._mode_on()
@@ -578,6 +564,19 @@ class Recorder(TorchFunctionMode):
                     _POP_MODE()  # torch's own calls in this leaf are known: no need to see them
                     row.priced = priced
                     self._off = row
+
+    def _recorded(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], frame: FrameType | None,
+                  run: Callable[..., Any], first: nn.Module | None) -> Any:
+        """One module call, recorded around ``run(first, *args, **kwargs)`` (``run(*args, **kwargs)`` without
+        ``first``); ``frame`` is the frame that called the module."""
+        self._before_module(module, args, frame)
+        try:
+            output = run(*args, **kwargs) if first is None else run(first, *args, **kwargs)
+        except BaseException:
+            self._raised(module)
+            raise  # the row stays open: the failure, or the caller's except, settles it
+        self._after_module(module, args, kwargs, output)
+        return output
 
     def _raised(self, module: nn.Module) -> None:
         off = self._off
