@@ -39,5 +39,7 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value  # found as a plain attribute from now on: no import machinery per call
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

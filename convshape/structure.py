@@ -29,7 +29,6 @@ class Structure:
     buffers: list[torch.Tensor] = field(default_factory=list)  # as buffers()
     shared: bool = False  # a module or a parameter reachable under two names
     lazy: bool = False  # a parameter or buffer not yet sized by a forward pass
-    compiled: list[nn.Module] = field(default_factory=list)  # module.compile()d: a call of their own in their slot
     _children: dict[int, list[nn.Module]] = field(default_factory=dict)
 
     def device(self) -> torch.device | None:
@@ -79,8 +78,6 @@ def walk(root: nn.Module) -> Structure:
         names[key] = name
         modules.append(module)
         own = module.__dict__  # (a model of 10,000 activations: most modules have no tensors and no children)
-        if own.get("_compiled_call_impl") is not None:
-            found.compiled.append(module)
         if not ("_parameters" in own and "_buffers" in own and "_modules" in own):  # kept elsewhere: ask the module
             own = {k: getattr(module, k) for k in ("_parameters", "_buffers", "_modules")}
         if own["_parameters"]:

@@ -17,7 +17,7 @@ import sys
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from types import CodeType, FrameType, TracebackType
+from types import CodeType, FrameType, FunctionType, TracebackType
 from typing import Any
 
 import torch
@@ -296,26 +296,38 @@ def _call_through(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> A
 
 
 current: Recorder | None = None  # the recorder of the pass in progress, read by the progress line
-_CALL_IMPL_FN = nn.Module._call_impl  # torch's own
-_inner: Callable[..., Any] = _CALL_IMPL_FN  # the _call_impl in place before the recorder's (another tool's, maybe)
+# Module._call_impl runs every module call. For the pass its code is swapped for _TRAMPOLINE's, which hands the call
+# to the recorder's _call under a name put in the globals of torch's module.py for the pass (_HANDLER); the recorder
+# runs _call_impl's own code from a function of its own (_inner). Global hooks sent every call down the slow path of
+# _call_impl (inner(), hook lists): a module call cost 27 µs over the plain forward with them and 19 µs without
+# (benchmarks/ab.py, the ReLU chain). Not a class attribute either: setting one on nn.Module invalidates the
+# attribute caches of every subclass, 47 µs a set with transformers imported (__call__, a slot: 217 µs a trace).
+_CALL_IMPL_FN = nn.Module._call_impl  # torch's function, whose code is swapped
+_CALL_IMPL_CODE = _CALL_IMPL_FN.__code__
+_HANDLER = "_convshape_module_call"
+_TORCH_GLOBALS = _CALL_IMPL_FN.__globals__
 
 
-def _recorded_call_impl(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
-    """``Module._call_impl`` while a recorder runs: the call recorded around the ``_call_impl`` that was in place
-    before (torch's own, unless another tool had replaced it)."""
-    recorder = current
-    if recorder is None or recorder._busy:  # convshape's own calls, made while it records
-        return _inner(module, *args, **kwargs)
-    return recorder._recorded(module, args, kwargs, sys._getframe(1), _inner, module)
+def _trampoline(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    return _convshape_module_call(self, *args, **kwargs)  # type: ignore[name-defined]  # noqa: F821 (see above)
 
 
-def _recorded_compiled(compiled: Callable[..., Any], module: nn.Module, *args: Any, **kwargs: Any) -> Any:
-    """The call slot of a ``module.compile()``d module while a recorder runs: its compiled call holds the
-    ``_call_impl`` of before the pass, so the call is recorded around it here."""
-    recorder = current
-    if recorder is None or recorder._busy:
-        return compiled(*args, **kwargs)
-    return recorder._recorded(module, args, kwargs, sys._getframe(1), compiled, None)
+_TRAMPOLINE = _trampoline.__code__
+_COPIES: dict[int, tuple[CodeType, Callable[..., Any]]] = {}  # id(code) -> a function of its own running it
+
+
+def _function_of(code: CodeType) -> Callable[..., Any]:
+    """A function running ``code`` as ``_call_impl`` does: its globals, defaults and name."""
+    known = _COPIES.get(id(code))
+    if known is None:
+        fn = FunctionType(code, _TORCH_GLOBALS, _CALL_IMPL_FN.__name__, _CALL_IMPL_FN.__defaults__,
+                          _CALL_IMPL_FN.__closure__)
+        fn.__kwdefaults__ = _CALL_IMPL_FN.__kwdefaults__
+        known = _COPIES[id(code)] = (code, fn)
+    return known[1]
+
+
+_inner: Callable[..., Any] = _function_of(_CALL_IMPL_CODE)  # _call_impl's code as it was before the pass
 
 
 MAX_ROWS = 1_000_000
@@ -370,9 +382,7 @@ class Recorder(TorchFunctionMode):
         self._bases: dict[int, weakref.ref[torch.Tensor]] = {}  # view bases already counted
         self._busy = False
         self._failed_fn: Row | None = None
-        self._outer: tuple[Recorder | None, Any, Any] = (None, _CALL_IMPL_FN, _CALL_IMPL_FN)
-        # module.compile()d modules and their compiled calls: the recorder's wrapper takes their slot for the pass
-        self._compiled = [(m, vars(m)["_compiled_call_impl"]) for m in found.compiled]
+        self._outer: tuple[Recorder | None, Any, CodeType, Any] = (None, _inner, _CALL_IMPL_CODE, None)
         self.frames = RECORD_FRAMES.get()
         self._serials: dict[int, tuple[FrameType, int]] = {}  # comprehension frames seen (held for the pass)
         self._off: _Pending | None = None  # the torch leaf running with this mode taken off the stack
@@ -385,20 +395,14 @@ class Recorder(TorchFunctionMode):
     # -- interception lifecycle -------------------------------------------------------------
     def __enter__(self) -> Recorder:
         global current, _inner
-        # Module._call_impl runs every module call: the recorder's own takes its place for the pass and records the
-        # call around torch's, whose fast path (no global hooks) goes straight to forward. Global hooks sent every
-        # call down its slow path (inner(), hook lists): a module call cost 27 µs over the plain forward with them
-        # and 19 µs without (benchmarks/ab.py, the ReLU chain). Not Module.__call__: setting a slot like __call__
-        # on a class updates every subclass (217 µs a trace with transformers imported; _call_impl: 3.5 µs).
-        call_impl = nn.Module.__dict__["_call_impl"]
-        self._outer = (current, _inner, call_impl)
+        code = _CALL_IMPL_FN.__code__
+        self._outer = (current, _inner, code, _TORCH_GLOBALS.get(_HANDLER))
         self._counter = CostCounter(self._add_flops)
         current = self
-        if call_impl is not _recorded_call_impl:  # (a recorder inside another's pass: the outer one's stays below)
-            _inner = call_impl
-        nn.Module._call_impl = _recorded_call_impl  # type: ignore[method-assign, assignment]
-        for module, compiled in self._compiled:
-            object.__setattr__(module, "_compiled_call_impl", functools.partial(_recorded_compiled, compiled, module))
+        if code is not _TRAMPOLINE:  # (a recorder inside another's pass: the outer one's _inner stays)
+            _inner = _function_of(code)
+        _TORCH_GLOBALS[_HANDLER] = self._call
+        _CALL_IMPL_FN.__code__ = _TRAMPOLINE
         try:
             return super().__enter__()
         except BaseException:
@@ -420,10 +424,12 @@ class Recorder(TorchFunctionMode):
 
     def _restore(self) -> None:
         global current, _inner
-        outer, _inner, call_impl = self._outer
-        nn.Module._call_impl = call_impl  # type: ignore[method-assign]
-        for module, compiled in self._compiled:
-            object.__setattr__(module, "_compiled_call_impl", compiled)
+        outer, _inner, code, handler = self._outer
+        _CALL_IMPL_FN.__code__ = code
+        if handler is None:
+            _TORCH_GLOBALS.pop(_HANDLER, None)
+        else:
+            _TORCH_GLOBALS[_HANDLER] = handler
         self._counter = None  # it holds a bound method of this recorder: no cycle outlives the pass
         current = outer
 
@@ -510,7 +516,7 @@ class Recorder(TorchFunctionMode):
             self._param_counts[key] = count
         return self._param_counts[key]
 
-    # -- module calls (_recorded_call_impl) -------------------------------------------------------
+    # -- module calls (_call) ---------------------------------------------------------------------
     def _before_module(self, module: nn.Module, args: tuple[Any, ...], frame: FrameType | None) -> None:
         if self._off is not None:  # a leaf left by a BaseException the model caught: the mode goes back on
             self._mode_on()
@@ -565,13 +571,13 @@ class Recorder(TorchFunctionMode):
                     row.priced = priced
                     self._off = row
 
-    def _recorded(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], frame: FrameType | None,
-                  run: Callable[..., Any], first: nn.Module | None) -> Any:
-        """One module call, recorded around ``run(first, *args, **kwargs)`` (``run(*args, **kwargs)`` without
-        ``first``); ``frame`` is the frame that called the module."""
-        self._before_module(module, args, frame)
+    def _call(self, module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        """A module call (``_call_impl``, through _TRAMPOLINE), recorded around ``_call_impl``'s own code."""
+        if self._busy:  # convshape's own calls, made while it records
+            return _inner(module, *args, **kwargs)
+        self._before_module(module, args, sys._getframe(2))  # the frame that called _call_impl
         try:
-            output = run(*args, **kwargs) if first is None else run(first, *args, **kwargs)
+            output = _inner(module, *args, **kwargs)
         except BaseException:
             self._raised(module)
             raise  # the row stays open: the failure, or the caller's except, settles it

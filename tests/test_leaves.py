@@ -170,7 +170,8 @@ def test_rows_equal_the_rows_of_a_trace_that_sees_every_call(device: str, monkey
 
 def _stack_is_clean() -> None:
     assert torch._C._len_torch_function_stack() == 0
-    assert nn.Module.__dict__["_call_impl"] is tracer._CALL_IMPL_FN  # torch's own are back
+    assert nn.Module.__dict__["_call_impl"] is tracer._CALL_IMPL_FN  # torch's own, with its own code, are back
+    assert tracer._CALL_IMPL_FN.__code__ is tracer._CALL_IMPL_CODE and tracer._HANDLER not in vars(nn_module)
     assert nn.Module.__dict__["__call__"] is nn.Module.__dict__["_wrapped_call_impl"]
     assert not nn_module._global_forward_hooks and not nn_module._global_forward_pre_hooks
     assert not nn_module._global_forward_hooks_always_called and not nn_module._global_forward_hooks_with_kwargs

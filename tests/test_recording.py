@@ -189,7 +189,7 @@ def test_a_module_call_shows_what_its_caller_gave_and_got_back_through_every_hoo
     finally:
         other.remove()
     assert nn.Module.__dict__["_call_impl"] is tracer._CALL_IMPL_FN
-    assert nn.Module.__dict__["__call__"] is nn.Module.__dict__["_wrapped_call_impl"]
+    assert nn.Module._call_impl.__code__ is tracer._CALL_IMPL_CODE
 
 
 def test_another_tools_call_impl_still_runs_under_the_recorder(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -67,6 +67,8 @@ def process_state() -> dict[str, Any]:
         "torch_function_modes": torch._C._len_torch_function_stack(),
         "module_call": {name: nn.Module.__dict__.get(name) for name in ("__call__", "_wrapped_call_impl",
                                                                         "_call_impl")},
+        "call_impl_code": nn.Module._call_impl.__code__,
+        "torch_module_names": sorted(vars(nn_module)),
         "dispatch_modes": torch._C._len_torch_dispatch_stack(),
         "grad": torch.is_grad_enabled(),
         "warnings": list(warnings.filters),
