@@ -517,18 +517,6 @@ class Recorder(TorchFunctionMode):
         return self._param_counts[key]
 
     # -- module calls (_call) ---------------------------------------------------------------------
-    def _before_module(self, module: nn.Module, args: tuple[Any, ...], frame: FrameType | None) -> None:
-        if self._off is not None:  # a leaf left by a BaseException the model caught: the mode goes back on
-            self._mode_on()
-        if len(self.rows) >= self.max_rows:
-            raise TooManyCalls(self.max_rows)
-        self._busy = True
-        try:
-            with _NO_TORCH_FUNCTION():  # plain attribute access: t.shape would dispatch to this mode
-                self._enter_module(module, args, frame)
-        finally:
-            self._busy = False
-
     def _enter_module(self, module: nn.Module, args: tuple[Any, ...], frame: FrameType | None) -> None:
         # layer(x), the commonest call: its one tensor as it is, no scan
         shapes, sources, _ = self._inputs(args if len(args) == 1 and type(args[0]) is _TENSOR else tensors_in(args))
@@ -575,13 +563,30 @@ class Recorder(TorchFunctionMode):
         """A module call (``_call_impl``, through _TRAMPOLINE), recorded around ``_call_impl``'s own code."""
         if self._busy:  # convshape's own calls, made while it records
             return _inner(module, *args, **kwargs)
-        self._before_module(module, args, sys._getframe(2))  # the frame that called _call_impl
+        if self._off is not None:  # a leaf left by a BaseException the model caught: the mode goes back on
+            self._mode_on()
+        if len(self.rows) >= self.max_rows:
+            raise TooManyCalls(self.max_rows)
+        self._busy = True
+        try:
+            with _NO_TORCH_FUNCTION():  # plain attribute access: t.shape would dispatch to this mode
+                self._enter_module(module, args, sys._getframe(2))  # the frame that called _call_impl
+        finally:
+            self._busy = False
         try:
             output = _inner(module, *args, **kwargs)
         except BaseException:
             self._raised(module)
             raise  # the row stays open: the failure, or the caller's except, settles it
-        self._after_module(module, args, kwargs, output)
+        off = self._off
+        if off is not None and off.module is module:  # a leaf that took the mode off: it goes back on
+            self._mode_on()
+        self._busy = True
+        try:
+            with _NO_TORCH_FUNCTION():
+                self._leave_module(module, args, kwargs, output)
+        finally:
+            self._busy = False
         return output
 
     def _raised(self, module: nn.Module) -> None:
@@ -602,17 +607,6 @@ class Recorder(TorchFunctionMode):
             name = f"<{op}>"
         # a lazy layer's arguments change when its first forward sizes it
         return name, op, layer_attrs(module), op.startswith("Lazy")
-
-    def _after_module(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
-        off = self._off
-        if off is not None and off.module is module:
-            self._mode_on()
-        self._busy = True
-        try:
-            with _NO_TORCH_FUNCTION():
-                self._leave_module(module, args, kwargs, output)
-        finally:
-            self._busy = False
 
     def _leave_module(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
         stack = self.stack
