@@ -10,7 +10,7 @@ known from the layer and its input alone:
   zero ones, priced here with the same formula :func:`~convshape.costs.plan` gives that call.
 
 So the recorder takes its mode off the stack for the length of such a layer's forward (and puts it back
-in a forward hook that torch runs even when the forward raises) and prices the row from here: the same
+when the forward returns or raises) and prices the row from here: the same
 numbers, without a Python dispatch per call inside. ``tests/test_leaves.py`` runs every layer listed here
 under a probe mode and fails when a torch version makes one of them call anything else.
 

@@ -2,7 +2,8 @@
 
 Two interceptors, both installed in ``__enter__`` and removed in ``__exit__`` whatever happens:
 
-* global module forward hooks see every module call (a container before its children);
+* every module call reaches the recorder through ``Module._call_impl``, whose code is a trampoline to
+  ``Recorder._call`` for the pass (a container before its children; see ``_TRAMPOLINE``);
 * a :class:`torch.overrides.TorchFunctionMode` sees every torch function and tensor method. A call
   is kept as a row only when the user's own code made it directly; calls made inside torch's own
   modules (the ``F.conv2d`` inside ``nn.Conv2d.forward``) fold into that module's row.

@@ -229,3 +229,12 @@ def test_a_compiled_module_has_its_row() -> None:
         {n: [list(s) for s in got] for n, (_, got, _) in truth.items()}
     assert [r.name for r in trace.rows] == ["", "block", "block.0", "block.1", "fc"]
     assert model.block._compiled_call_impl is compiled and "_compiled_call_impl" not in vars(model.fc)
+
+
+def test_the_torch_internals_the_module_calls_rely_on() -> None:
+    """Module.__call__ runs ``self._call_impl`` (looked up by name), and ``_call_impl`` is a function without a
+    closure, whose code the recorder swaps for its trampoline: a torch that changes either fails here first."""
+    assert nn.Module.__call__ is nn.Module._wrapped_call_impl
+    assert "_call_impl" in nn.Module._wrapped_call_impl.__code__.co_names
+    assert nn.Module._call_impl is tracer._CALL_IMPL_FN and tracer._CALL_IMPL_FN.__closure__ is None
+    assert not tracer._CALL_IMPL_CODE.co_freevars and not tracer._TRAMPOLINE.co_freevars
