@@ -521,7 +521,7 @@ def _chain(label: str, cls: Callable[[int], nn.Module], repeats: int) -> tuple[C
     t, tb, th = result.time["convshape"], result.time["convshape_nomacs"], result.time["hooked"]
     lines.append(f"- time: convshape adds **{t.slope * 1e6:.1f} µs per {label} call** with MACs "
                  f"({tb.slope * 1e6:.1f} µs without; a no-op hook: {th.slope * 1e6:.1f} µs; convshape's interception "
-                 f"alone, its hooks and mode doing nothing: {result.time['floor'].slope * 1e6:.1f} µs), "
+                 f"alone, its trampoline and mode doing nothing: {result.time['floor'].slope * 1e6:.1f} µs), "
                  f"{t.intercept * 1e3:+.1f} ms fixed; r² {t.r2:.4f}, upper/lower-half slope {t.half_ratio:.2f} "
                  f"(no MACs: r² {tb.r2:.4f}, {tb.half_ratio:.2f}).")
     for v, title in (("convshape", "with MACs"), ("convshape_nomacs", "without")):
@@ -534,29 +534,30 @@ def _chain(label: str, cls: Callable[[int], nn.Module], repeats: int) -> tuple[C
 
 
 def _interception_floor(x: Any) -> Callable[[nn.Module], object]:
-    """The forward under what convshape installs, each part doing nothing: a global pre-hook, a global forward hook
-    (with keyword arguments, called when forward raises too) and a TorchFunctionMode that calls straight through.
-    What a recorder of every call pays before it records anything."""
-    from torch.nn.modules import module as nn_module
+    """The forward under what convshape installs, each part doing nothing: ``Module._call_impl``'s code swapped for
+    the recorder's trampoline, whose handler runs ``_call_impl``'s own code at once, and a TorchFunctionMode that
+    calls straight through. What a recorder of every call pays before it records anything."""
     from torch.overrides import TorchFunctionMode
+
+    from convshape import tracer
 
     class Through(TorchFunctionMode):
         def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
                                kwargs: dict[str, Any] | None = None) -> Any:
             return func(*args, **(kwargs or {}))
 
+    def handler(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        return tracer._inner(module, *args, **kwargs)
+
     def floor(model: nn.Module) -> object:
-        pre = nn_module.register_module_forward_pre_hook(lambda module, args: None)
-        post = nn_module.register_module_forward_hook(lambda module, args, *given: None, with_kwargs=True,
-                                                      always_call=True)
+        tracer._TORCH_GLOBALS[tracer._HANDLER] = handler
+        tracer._CALL_IMPL_FN.__code__ = tracer._TRAMPOLINE
         try:
             with torch.no_grad(), Through():
                 return model(x)
         finally:
-            for handle in (pre, post):
-                handle.remove()
-            nn_module._global_forward_hooks_with_kwargs.pop(post.id, None)
-            nn_module._global_forward_hooks_always_called.pop(post.id, None)
+            tracer._CALL_IMPL_FN.__code__ = tracer._CALL_IMPL_CODE
+            tracer._TORCH_GLOBALS.pop(tracer._HANDLER, None)
 
     return floor
 

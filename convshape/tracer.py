@@ -577,11 +577,9 @@ class Recorder(TorchFunctionMode):
         try:
             output = _inner(module, *args, **kwargs)
         except BaseException:
-            self._raised(module)
+            self._leaf_done(module)
             raise  # the row stays open: the failure, or the caller's except, settles it
-        off = self._off
-        if off is not None and off.module is module:  # a leaf that took the mode off: it goes back on
-            self._mode_on()
+        self._leaf_done(module)
         self._busy = True
         try:
             with _NO_TORCH_FUNCTION():
@@ -590,9 +588,9 @@ class Recorder(TorchFunctionMode):
             self._busy = False
         return output
 
-    def _raised(self, module: nn.Module) -> None:
+    def _leaf_done(self, module: nn.Module) -> None:
         off = self._off
-        if off is not None and off.module is module:  # a leaf that took the mode off raised: it goes back on
+        if off is not None and off.module is module:  # a leaf that took the mode off, returned or raised
             self._mode_on()
 
     def _mode_on(self) -> None:
