@@ -117,11 +117,9 @@ def _where(frame: FrameType | None) -> str | None:
 
 
 _MODULE_MACHINERY = os.path.join(TORCH_DIR, "nn", "modules", "module.py")
-# The frames of Module.__call__ between a module's hooks and its caller (torch 2.x: inner() in _call_impl, in
-# _wrapped_call_impl), skipped by identity before _module_caller looks up what is left
-_CALL_IMPL = nn.Module._call_impl.__code__
+# The frame of Module.__call__ between _call_impl and the module's caller (torch 2.x: _wrapped_call_impl), skipped
+# by identity before _module_caller looks up what is left
 _WRAPPED = nn.Module._wrapped_call_impl.__code__
-_INNER = next((c for c in _CALL_IMPL.co_consts if isinstance(c, CodeType) and c.co_name == "inner"), _CALL_IMPL)
 
 
 # What a frame's code is, decided once per code object (a trace asks for every call, up the same few frames);
@@ -533,7 +531,7 @@ class Recorder(TorchFunctionMode):
         rows = self.rows
         if stack:
             parent: int | None = stack[-1].index
-            while frame is not None and ((code := frame.f_code) is _INNER or code is _CALL_IMPL or code is _WRAPPED):
+            while frame is not None and frame.f_code is _WRAPPED:
                 frame = frame.f_back  # compared by identity: a code object hashes and compares its contents
             caller = _module_caller(frame)
             if caller is not None:
