@@ -550,14 +550,12 @@ def _interception_floor(x: Any) -> Callable[[nn.Module], object]:
         return tracer._inner(module, *args, **kwargs)
 
     def floor(model: nn.Module) -> object:
-        tracer._TORCH_GLOBALS[tracer._HANDLER] = handler
-        tracer._CALL_IMPL_FN.__code__ = tracer._TRAMPOLINE
+        taken = tracer._take_call_impl(handler)
         try:
             with torch.no_grad(), Through():
                 return model(x)
         finally:
-            tracer._CALL_IMPL_FN.__code__ = tracer._CALL_IMPL_CODE
-            tracer._TORCH_GLOBALS.pop(tracer._HANDLER, None)
+            tracer._give_back_call_impl(taken)
 
     return floor
 

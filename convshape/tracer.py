@@ -327,6 +327,29 @@ def _function_of(code: CodeType) -> Callable[..., Any]:
 
 
 _inner: Callable[..., Any] = _function_of(_CALL_IMPL_CODE)  # _call_impl's code as it was before the pass
+_Taken = tuple[CodeType, Any, Callable[..., Any]]  # what _take_call_impl found: code, handler, _inner
+
+
+def _take_call_impl(handler: Callable[..., Any]) -> _Taken:
+    """``Module._call_impl``'s code becomes the trampoline to ``handler``; :func:`_give_back_call_impl` undoes it."""
+    global _inner
+    code = _CALL_IMPL_FN.__code__
+    taken = (code, _TORCH_GLOBALS.get(_HANDLER), _inner)
+    if code is not _TRAMPOLINE:  # (a recorder inside another's pass: the outer one's _inner stays)
+        _inner = _function_of(code)
+    _TORCH_GLOBALS[_HANDLER] = handler
+    _CALL_IMPL_FN.__code__ = _TRAMPOLINE
+    return taken
+
+
+def _give_back_call_impl(taken: _Taken) -> None:
+    global _inner
+    code, handler, _inner = taken
+    _CALL_IMPL_FN.__code__ = code
+    if handler is None:
+        _TORCH_GLOBALS.pop(_HANDLER, None)
+    else:
+        _TORCH_GLOBALS[_HANDLER] = handler
 
 
 MAX_ROWS = 1_000_000
@@ -381,7 +404,7 @@ class Recorder(TorchFunctionMode):
         self._bases: dict[int, weakref.ref[torch.Tensor]] = {}  # view bases already counted
         self._busy = False
         self._failed_fn: Row | None = None
-        self._outer: tuple[Recorder | None, Any, CodeType, Any] = (None, _inner, _CALL_IMPL_CODE, None)
+        self._outer: tuple[Recorder | None, _Taken] = (None, (_CALL_IMPL_CODE, None, _inner))
         self.frames = RECORD_FRAMES.get()
         self._serials: dict[int, tuple[FrameType, int]] = {}  # comprehension frames seen (held for the pass)
         self._off: _Pending | None = None  # the torch leaf running with this mode taken off the stack
@@ -393,15 +416,10 @@ class Recorder(TorchFunctionMode):
 
     # -- interception lifecycle -------------------------------------------------------------
     def __enter__(self) -> Recorder:
-        global current, _inner
-        code = _CALL_IMPL_FN.__code__
-        self._outer = (current, _inner, code, _TORCH_GLOBALS.get(_HANDLER))
+        global current
+        self._outer = (current, _take_call_impl(self._call))
         self._counter = CostCounter(self._add_flops)
         current = self
-        if code is not _TRAMPOLINE:  # (a recorder inside another's pass: the outer one's _inner stays)
-            _inner = _function_of(code)
-        _TORCH_GLOBALS[_HANDLER] = self._call
-        _CALL_IMPL_FN.__code__ = _TRAMPOLINE
         try:
             return super().__enter__()
         except BaseException:
@@ -422,13 +440,9 @@ class Recorder(TorchFunctionMode):
             self._restore()
 
     def _restore(self) -> None:
-        global current, _inner
-        outer, _inner, code, handler = self._outer
-        _CALL_IMPL_FN.__code__ = code
-        if handler is None:
-            _TORCH_GLOBALS.pop(_HANDLER, None)
-        else:
-            _TORCH_GLOBALS[_HANDLER] = handler
+        global current
+        outer, taken = self._outer
+        _give_back_call_impl(taken)
         self._counter = None  # it holds a bound method of this recorder: no cycle outlives the pass
         current = outer
 
@@ -562,7 +576,7 @@ class Recorder(TorchFunctionMode):
         """A module call (``_call_impl``, through _TRAMPOLINE), recorded around ``_call_impl``'s own code."""
         if self._busy:  # convshape's own calls, made while it records
             return _inner(module, *args, **kwargs)
-        if self._off is not None:  # a leaf left by a BaseException the model caught: the mode goes back on
+        if self._off is not None:  # a module called from inside a leaf's forward (the user's patched code there)
             self._mode_on()
         if len(self.rows) >= self.max_rows:
             raise TooManyCalls(self.max_rows)
