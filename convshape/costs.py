@@ -266,7 +266,8 @@ def _zero_calls() -> set[Any]:
 
 
 _ZERO = _zero_calls()
-_PLANS: dict[Any, Any] = {}  # func -> None (zero), a pricer, or DISPATCH: decided once per function
+# func -> None (zero), a pricer, or DISPATCH: decided once per function (the recorder reads it first, then plan)
+PLANS: dict[Any, Any] = {}
 
 
 def _kind(func: Any) -> Any:
@@ -282,11 +283,11 @@ def _kind(func: Any) -> Any:
 def plan(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Formula | object | None:
     """How to price one call: None (zero), a formula of ``(args, kwargs, out)``, or :data:`DISPATCH`."""
     try:
-        kind = _PLANS.get(func, _PLANS)
+        kind = PLANS.get(func, PLANS)
     except TypeError:  # an unhashable callable
         return DISPATCH
-    if kind is _PLANS:
-        kind = _PLANS[func] = _kind(func)
+    if kind is PLANS:
+        kind = PLANS[func] = _kind(func)
     if kind is None or kind is DISPATCH:
         return kind
     with _NO_TORCH_FUNCTION():  # t.dim(), t.shape: not through a mode below (torch.device("meta"): 1.4 µs each)

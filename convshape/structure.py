@@ -29,7 +29,10 @@ class Structure:
     buffers: list[torch.Tensor] = field(default_factory=list)  # as buffers()
     shared: bool = False  # a module or a parameter reachable under two names
     lazy: bool = False  # a parameter or buffer not yet sized by a forward pass
-    _children: dict[int, list[nn.Module]] = field(default_factory=dict)
+    _children: dict[int, list[nn.Module]] = field(default_factory=dict)  # of the modules that have any
+    _containers: list[nn.Module] = field(default_factory=list)  # the modules with children, in preorder
+    # id(module) -> its own parameters' elements, for the modules without children; lazy ones are left out
+    _leaf_params: dict[int, int] = field(default_factory=dict)
 
     def device(self) -> torch.device | None:
         """Where the first parameter (else buffer) is; None for a model without either."""
@@ -42,9 +45,9 @@ class Structure:
         """id(module) -> parameters in its subtree, each counted once; lazy subtrees are left out."""
         if self.shared:
             return _shared_subtree_params(self.root)
-        counts: dict[int, int] = {}
+        counts = dict(self._leaf_params)  # a module without children: counted by the walk
         lazy: set[int] = set()
-        for module in reversed(self.modules):  # children before parents
+        for module in reversed(self._containers):  # children before parents
             key = id(module)
             total = 0
             for p in module._parameters.values():
@@ -53,13 +56,14 @@ class Structure:
                         lazy.add(key)
                     else:
                         total += p.numel()
-            for child in self._children.get(key, ()):
-                total += counts.get(id(child), 0)
-                if id(child) in lazy:
+            for child in self._children[key]:
+                got = counts.get(id(child))
+                if got is None:  # lazy: its parent too
                     lazy.add(key)
-            counts[key] = total
-        for key in lazy:
-            del counts[key]  # counted once their forward has sized them
+                else:
+                    total += got
+            if key not in lazy:
+                counts[key] = total
         return counts
 
 
@@ -67,6 +71,7 @@ def walk(root: nn.Module) -> Structure:
     """Every module of ``root`` in preorder (the order of ``named_modules``), with its first name."""
     found = Structure(root)
     names, modules, children = found.names, found.modules, found._children
+    containers, leaf_params = found._containers, found._leaf_params
     seen_tensors: set[int] = set()
     stack: list[tuple[str, nn.Module]] = [("", root)]
     while stack:
@@ -80,16 +85,23 @@ def walk(root: nn.Module) -> Structure:
         own = module.__dict__  # (a model of 10,000 activations: most modules have no tensors and no children)
         if not ("_parameters" in own and "_buffers" in own and "_modules" in own):  # kept elsewhere: ask the module
             own = {k: getattr(module, k) for k in ("_parameters", "_buffers", "_modules")}
-        if own["_parameters"]:
-            _take(found, own["_parameters"].values(), found.parameters, seen_tensors, shared_if_seen=True)
+        parameters = own["_parameters"]
+        if parameters:
+            _take(found, parameters.values(), found.parameters, seen_tensors, shared_if_seen=True)
         if own["_buffers"]:
             _take(found, own["_buffers"].values(), found.buffers, seen_tensors, shared_if_seen=False)
+        kids = None
         if own["_modules"]:
             prefix = f"{name}." if name else ""
             kids = [(prefix + k, c) for k, c in own["_modules"].items() if c is not None]
-            if kids:
-                children[key] = [c for _, c in kids]
-                stack.extend(reversed(kids))
+        if kids:
+            children[key] = [c for _, c in kids]
+            containers.append(module)
+            stack.extend(reversed(kids))
+        elif not parameters:
+            leaf_params[key] = 0
+        elif not any(isinstance(p, UninitializedParameter) for p in parameters.values()):
+            leaf_params[key] = sum(p.numel() for p in parameters.values() if p is not None)
     return found
 
 

@@ -30,7 +30,7 @@ from torch.overrides import TorchFunctionMode
 
 from . import diagnose
 from .cells import place
-from .costs import DISPATCH, CostCounter, plan
+from .costs import DISPATCH, PLANS, CostCounter, plan
 from .leaves import ZERO, layer_plan
 from .oplabels import op_label
 from .params import numel
@@ -531,8 +531,14 @@ class Recorder(TorchFunctionMode):
 
     # -- module calls (_call) ---------------------------------------------------------------------
     def _enter_module(self, module: nn.Module, args: tuple[Any, ...], frame: FrameType | None) -> None:
-        # layer(x), the commonest call: its one tensor as it is, no scan
-        shapes, sources, _ = self._inputs(args if len(args) == 1 and type(args[0]) is _TENSOR else tensors_in(args))
+        producers = self._producers
+        if len(args) == 1 and type(args[0]) is _TENSOR:  # layer(x), the commonest call: its one tensor, no scan
+            x = args[0]
+            entry = producers.get(id(x))
+            shapes: tuple[Shape, ...] = (tuple(x.shape),)
+            sources: tuple[int | None, ...] = (entry[1] if entry is not None and entry[0]() is x else None,)
+        else:
+            shapes, sources, _ = self._inputs(tensors_in(args))
         key = id(module)
         calls = self._calls
         call = calls.get(key, 0)
@@ -540,23 +546,25 @@ class Recorder(TorchFunctionMode):
         known = self._static.get(key)
         if known is None or known[3]:
             known = self._static[key] = self._static_of(module)
-        name, op, attrs, _ = known
         stack = self.stack
         rows = self.rows
+        caller = source = site = parent = None
         if stack:
-            parent: int | None = stack[-1].index
+            parent = stack[-1].index
             while frame is not None and frame.f_code is _WRAPPED:
                 frame = frame.f_back  # compared by identity: a code object hashes and compares its contents
-            caller = _module_caller(frame)
-            if caller is not None:
-                site: int | None = caller.f_lasti
-                source = _where(caller)
-            else:
-                source = site = None
-        else:
-            parent = caller = source = site = None
-        row = _Pending(len(rows), "module", name, op, len(stack), shapes, self._params_of(module), source, parent,
-                       sources, call, module, attrs=attrs, site=site)
+            if frame is not None:
+                code = frame.f_code
+                kind = _MODULE_FRAMES.get(id(code))  # the caller is most often the frame right there: a user's line
+                caller = frame if kind is not None and kind[0] == _USER else _module_caller(frame)
+                if caller is not None:
+                    site = caller.f_lasti
+                    where = _WHERE.get((id(caller.f_code), site))
+                    source = where[1] if where is not None else _where(caller)
+        params = self._param_counts.get(key)
+        row = _Pending(len(rows), "module", known[0], known[1], len(stack), shapes,
+                       self._params_of(module) if params is None else params, source, parent, sources, call, module,
+                       (), (), False, known[2], 0, 0, site)
         if self.frames and caller is not None:
             row.frames = _user_frames(caller, self._serials)
         rows.append(row)
@@ -589,9 +597,14 @@ class Recorder(TorchFunctionMode):
         try:
             output = _inner(module, *args, **kwargs)
         except BaseException:
-            self._leaf_done(module)
+            off = self._off
+            if off is not None and off.module is module:  # a leaf that took the mode off raised
+                self._mode_on()
             raise  # the row stays open: the failure, or the caller's except, settles it
-        self._leaf_done(module)
+        off = self._off
+        if off is not None and off.module is module:  # a leaf that took the mode off returned
+            _PUSH_MODE(self)
+            self._off = None
         self._busy = True
         try:
             with _NO_TORCH_FUNCTION():
@@ -599,11 +612,6 @@ class Recorder(TorchFunctionMode):
         finally:
             self._busy = False
         return output
-
-    def _leaf_done(self, module: nn.Module) -> None:
-        off = self._off
-        if off is not None and off.module is module:  # a leaf that took the mode off, returned or raised
-            self._mode_on()
 
     def _mode_on(self) -> None:
         _PUSH_MODE(self)
@@ -633,7 +641,22 @@ class Recorder(TorchFunctionMode):
             shapes, sources, _ = self._inputs(tensors_in(kwargs))
             row.input_shapes += shapes
             row.inputs_from += sources
-        row.output_shapes, row.output_dtypes, row.alloc_bytes = self._produced(output, row.index, keep_inner=True)
+        if type(output) is _TENSOR:  # the commonest output, written out: _produced(output, row.index, True)
+            key = id(output)
+            producers = self._producers
+            made = producers.get(key)
+            if made is None or made[0]() is not output:  # new here
+                if key not in self.input_ids:
+                    row.alloc_bytes = output.numel() * output.element_size() if output._base is None else \
+                        self._new_storage_bytes(output)
+                producers[key] = (weakref.ref(output), row.index)
+            elif made[1] <= row.index:  # existed: unless a layer inside made it (the more useful origin)
+                producers[key] = (made[0], row.index)
+            dtype = output.dtype
+            row.output_shapes = (tuple(output.shape),)
+            row.output_dtypes = (DTYPE_NAMES.get(dtype) or dtype_name(dtype),)
+        else:
+            row.output_shapes, row.output_dtypes, row.alloc_bytes = self._produced(output, row.index, keep_inner=True)
         row.module = None
         priced = row.priced
         if priced is not None and priced is not ZERO and self.costs:
@@ -793,7 +816,17 @@ class Recorder(TorchFunctionMode):
             if repaired is not None:
                 return repaired
         frame = sys._getframe(1)
-        price = plan(func, args, kwargs) if self.costs else None
+        price: Any
+        if self.costs:
+            try:  # plan(func, args, kwargs), its commonest answers first: None (priced zero) or DISPATCH
+                price = PLANS[func]
+            except (KeyError, TypeError):  # a function not seen yet, or an unhashable callable
+                price = plan(func, args, kwargs)
+            else:
+                if price is not None and price is not DISPATCH:
+                    price = plan(func, args, kwargs)
+        else:
+            price = None
         try:
             if price is DISPATCH:
                 out, flops = self._count(func, args, kwargs)
@@ -803,7 +836,7 @@ class Recorder(TorchFunctionMode):
                     flops = 0
                 else:
                     with _NO_TORCH_FUNCTION():  # the formula reads shapes: not through the modes below
-                        flops = price(args, kwargs, out)  # type: ignore[operator]
+                        flops = price(args, kwargs, out)
         except Exception:
             caller = _direct_caller(frame)
             if caller is not None:
@@ -814,10 +847,12 @@ class Recorder(TorchFunctionMode):
             known = _FUNCTION_FRAMES.get(id(frame.f_code))
             caller = frame if known is not None and known[0] == _USER else _direct_caller(frame)
             if caller is not None:
-                if len(args) == 1 and not kwargs and type(args[0]) is _TENSOR and not _MODES():
-                    # f(x), plain tensors in and out, nothing below this mode (which torch has taken off the stack
-                    # while it runs): reading their shapes dispatches nowhere, so no guard is needed
-                    self._function_row(func, args, kwargs, out, caller, flops)
+                if len(args) == 1 and not kwargs and type(args[0]) is _TENSOR:  # f(x), the commonest call
+                    if _MODES():  # modes below this one (torch.device("meta")) need not see t.shape
+                        with _NO_TORCH_FUNCTION():
+                            self._unary_row(func, args[0], out, caller, flops)
+                    else:  # nothing below this mode (which torch has taken off the stack while it runs): no guard
+                        self._unary_row(func, args[0], out, caller, flops)
                 else:
                     with _NO_TORCH_FUNCTION():  # modes below this one (torch.device("meta")) need not see t.shape
                         self._function_row(func, args, kwargs, out, caller, flops)
@@ -842,6 +877,36 @@ class Recorder(TorchFunctionMode):
             return out, self._counted
         finally:
             self._counted = outer
+
+    def _unary_row(self, func: Any, x: torch.Tensor, out: torch.Tensor, caller: FrameType, flops: int | None) -> None:
+        """:meth:`_function_row` of ``f(x)``, plain tensors in and out, written out: most function rows are these."""
+        rows = self.rows
+        index = len(rows)
+        if index >= self.max_rows:
+            raise TooManyCalls(self.max_rows)
+        name, op = op_label(func)
+        producers = self._producers
+        entry = producers.get(id(x))
+        source = entry[1] if entry is not None and entry[0]() is x else None  # (read before out, which may be x)
+        key = id(out)
+        entry = producers.get(key)
+        if (entry is not None and entry[0]() is out) or key in self.input_ids:
+            allocated = 0  # an in-place result
+        else:
+            allocated = out.numel() * out.element_size() if out._base is None else self._new_storage_bytes(out)
+        producers[key] = (weakref.ref(out), index)
+        dtype = out.dtype
+        code = caller.f_code
+        site = caller.f_lasti
+        known = _WHERE.get((id(code), site))
+        stack = self.stack
+        counted = flops if self.costs else None
+        rows.append(_new_row(Row, (
+            index, "function", name, op, len(stack), (tuple(x.shape),), (tuple(out.shape),),
+            (DTYPE_NAMES.get(dtype) or dtype_name(dtype),), 0, known[1] if known is not None else _where(caller),
+            stack[-1].index if stack else None, (source,), 0, False, {"args": [None]}, counted,
+            None if counted is None else counted // 2, allocated, site,
+            _user_frames(caller, self._serials) if self.frames else ())))
 
     def _function_row(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any,
                       caller: FrameType, flops: int | None = 0) -> Row:
@@ -917,12 +982,15 @@ class Recorder(TorchFunctionMode):
         below: dict[int, int | None] = {}
         frozen: list[Row] = [None] * len(self.rows)  # type: ignore[list-item]
         for r in reversed(self.rows):
-            if isinstance(r, Row):
+            if type(r) is Row:
                 total = r.flops
                 frozen[r.index] = r
             else:
-                total = _plus(r.own_flops, below.get(r.index, 0))
+                own, inner = r.own_flops, below.get(r.index, 0)  # _plus(own, inner), written out
+                total = None if own is None or inner is None else own + inner
                 frozen[r.index] = r.freeze(total)
-            if r.parent is not None:
-                below[r.parent] = _plus(below.get(r.parent, 0), total)
+            parent = r.parent
+            if parent is not None:
+                got = below.get(parent, 0)
+                below[parent] = None if got is None or total is None else got + total
         return tuple(frozen)
