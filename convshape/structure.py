@@ -15,8 +15,6 @@ import torch
 from torch import nn
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
-from .params import numel
-
 
 @dataclass(slots=True)
 class Structure:
@@ -44,7 +42,7 @@ class Structure:
     def subtree_params(self) -> dict[int, int]:
         """id(module) -> parameters in its subtree, each counted once; lazy subtrees are left out."""
         if self.shared:
-            return _shared_subtree_params(self.root)
+            return _shared_subtree_params(self)
         counts = dict(self._leaf_params)  # a module without children: counted by the walk
         lazy: set[int] = set()
         for module in reversed(self._containers):  # children before parents
@@ -150,24 +148,75 @@ def set_flags(modules: list[nn.Module], flags: list[bool], classes: set[type[nn.
 _SET = object.__setattr__
 
 
-def _shared_subtree_params(root: nn.Module) -> dict[int, int]:
-    """The exact count for a model that shares modules or parameters: each parameter counts once toward every
-    module on its path(s), O(parameters x depth)."""
-    by_name = dict(root.named_modules(remove_duplicate=False))
-    counts = {id(module): 0 for module in by_name.values()}
-    counted: set[tuple[int, int]] = set()
+def _shared_subtree_params(found: Structure) -> dict[int, int]:
+    """The exact count for a model that shares modules or parameters (a tied embedding): each parameter counts
+    once toward every module above it, however many paths lead there.
+
+    A parameter reached by one path only (most of them) is summed up the tree as in :meth:`Structure.subtree_params`;
+    the others (held by two modules, or by a module reached twice) travel up as sets of ids, counted once each."""
+    children = found._children
+    order: list[nn.Module] = []  # children before parents, each module once
+    done: set[int] = set()
+    stack: list[tuple[nn.Module, bool]] = [(found.root, False)]
+    while stack:
+        module, expanded = stack.pop()
+        key = id(module)
+        if expanded:
+            order.append(module)
+            continue
+        if key in done:
+            continue
+        done.add(key)
+        stack.append((module, True))
+        stack.extend((c, False) for c in reversed(children.get(key, ())) if id(c) not in done)
+    paths = dict.fromkeys(done, 0)  # the number of paths from the root to each module
+    paths[id(found.root)] = 1
+    for module in reversed(order):  # parents before children
+        through = paths[id(module)]
+        for child in children.get(id(module), ()):
+            paths[id(child)] += through
+    held: dict[int, list[tuple[int, torch.Tensor | None]]] = {}  # id(module) -> its own (id, parameter)
+    reached: dict[int, int] = {}  # id(parameter) -> paths to it
+    for module in order:
+        own = [(id(p), p) for p in _own_parameters(module).values() if p is not None]
+        held[id(module)] = own
+        for key, _ in own:
+            reached[key] = reached.get(key, 0) + paths[id(module)]
+    counts: dict[int, int] = {}
+    sets: dict[int, frozenset[int]] = {}
+    sizes: dict[int, int] = {}
     lazy: set[int] = set()
-    for name, p in root.named_parameters(remove_duplicate=False):
-        pid, n, unsized = id(p), numel(p), isinstance(p, UninitializedParameter)
-        prefix = ""
-        for part in ("", *name.split(".")[:-1]):
-            prefix = part if not prefix else f"{prefix}.{part}"
-            key = id(by_name[prefix])
-            if (key, pid) not in counted:
-                counted.add((key, pid))
-                counts[key] += n
-                if unsized:
-                    lazy.add(key)
+    nothing: frozenset[int] = frozenset()
+    for module in order:
+        key = id(module)
+        plain = 0
+        shared = set()
+        for pid, p in held[key]:
+            if type(p) is not nn.Parameter and isinstance(p, UninitializedParameter):  # (a slow isinstance)
+                lazy.add(key)
+            elif reached[pid] > 1:
+                shared.add(pid)
+                sizes[pid] = p.numel()  # type: ignore[union-attr]
+            else:
+                plain += p.numel()  # type: ignore[union-attr]
+        for child in children.get(key, ()):
+            ck = id(child)
+            if ck in lazy:
+                lazy.add(key)
+            plain += counts[ck]  # (0 for a child reached twice: all it holds is shared)
+            shared |= sets[ck]
+        sets[key] = frozenset(shared) if shared else nothing
+        counts[key] = plain
+    for key, ids in sets.items():
+        if ids:
+            counts[key] += sum(sizes[i] for i in ids)
     for key in lazy:
         del counts[key]
     return counts
+
+
+def _own_parameters(module: nn.Module) -> dict[str, Any]:
+    own = module.__dict__
+    if "_parameters" in own:
+        return own["_parameters"]
+    return module._parameters  # kept elsewhere: ask the module, as walk does

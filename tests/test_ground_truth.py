@@ -106,3 +106,34 @@ def test_output_shapes_flatten_tuples_and_dicts() -> None:
     assert root.name == "" and root.depth == 0
     assert list(root.output_shapes) == [tuple(out[0].shape), tuple(out[1]["seq"].shape),
                                         tuple(out[1]["both"].shape)]
+
+
+class _SharedEverywhere(torch.nn.Module):
+    """One Linear called at three places, a weight held by two Linears, and a block reached under two names."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shared = torch.nn.Linear(6, 6)
+        a, b = torch.nn.Linear(6, 6), torch.nn.Linear(6, 6, bias=False)
+        b.weight = a.weight
+        self.block = torch.nn.Sequential(a, torch.nn.ReLU(), b)
+        self.again = torch.nn.Sequential(self.shared, torch.nn.ModuleDict({"inner": self.block}))
+        self.head = torch.nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.again[1]["inner"](self.block(self.shared(x)))
+        return self.head(self.again[0](x))
+
+
+@pytest.mark.parametrize("factory", [zoo.TiedLM, _SharedEverywhere], ids=["tied", "shared-everywhere"])
+def test_row_params_of_shared_models_match_torch(factory: type[torch.nn.Module]) -> None:
+    """Each module row counts the parameters of its subtree once, as ``module.parameters()`` (which drops
+    duplicates) gives them."""
+    model = factory()
+    spec = "2x5:int64:randint(10)" if factory is zoo.TiedLM else "3x6"
+    trace = convshape.trace_model(model, spec)
+    modules = dict(model.named_modules())
+    rows = trace.module_rows()
+    assert rows
+    for row in rows:
+        assert row.params == sum(p.numel() for p in modules[row.name].parameters()), row.name
