@@ -916,12 +916,30 @@ class Recorder(TorchFunctionMode):
         if index >= self.max_rows:
             raise TooManyCalls(self.max_rows)
         name, op = op_label(func)
-        if len(args) == 1 and not kwargs and type(args[0]) is _TENSOR:  # f(x), the commonest call: no scan
-            shapes, sources, params = self._inputs(args)
-            literal: dict[str, Any] = {"args": [None]}
+        producers = self._producers
+        given: list[Any] = []  # the arguments as literals: tensors and other objects become None
+        simple = not kwargs
+        if simple:  # plain tensors and plain values (a + b, x.view(2, -1), x * 0.5): one pass, written out
+            shape_list: list[Shape] = []
+            source_list: list[int | None] = []
+            for a in args:
+                kind = type(a)
+                if kind is _TENSOR:
+                    entry = producers.get(id(a))
+                    shape_list.append(tuple(a.shape))
+                    source_list.append(entry[1] if entry is not None and entry[0]() is a else None)
+                    given.append(None)
+                elif kind in PLAIN_TYPES:
+                    given.append(a)
+                else:  # nested, a Parameter, a Size, a dtype...: the general steps below
+                    simple = False
+                    given = []
+                    break
+        if simple:
+            shapes, sources, params = tuple(shape_list), tuple(source_list), 0
+            literal: dict[str, Any] = {"args": given}
         else:
             tensors: list[torch.Tensor] = []
-            given: list[Any] = []  # the arguments as literals: tensors and other objects become None
             for a in args:
                 kind = type(a)
                 if kind is _TENSOR:
@@ -929,7 +947,7 @@ class Recorder(TorchFunctionMode):
                     given.append(None)
                 elif kind in PLAIN_TYPES:
                     given.append(a)
-                else:  # nested, a Parameter, a Size, a dtype...
+                else:
                     given.append(_literal(a, tensors))
             literal = {"args": given}
             if kwargs:
@@ -949,10 +967,13 @@ class Recorder(TorchFunctionMode):
                                              else ((), (), 0))
         stack = self.stack
         counted = flops if self.costs else None
+        code = caller.f_code
+        site = caller.f_lasti
+        known = _WHERE.get((id(code), site))
         row = _new_row(Row, (index, "function", name, op, len(stack), shapes, out_shapes, out_dtypes, params,
-                             _where(caller), stack[-1].index if stack else None, sources, 0, out is None,
-                             literal, counted, None if counted is None else counted // 2, allocated, caller.f_lasti,
-                             _user_frames(caller, self._serials) if self.frames else ()))
+                             known[1] if known is not None else _where(caller), stack[-1].index if stack else None,
+                             sources, 0, out is None, literal, counted, None if counted is None else counted // 2,
+                             allocated, site, _user_frames(caller, self._serials) if self.frames else ()))
         rows.append(row)
         return row
 
