@@ -100,16 +100,16 @@ def check_inputs(obj: Any, owner: str, n_args: int, kwarg_names: Iterable[str], 
     variadic = any(p.kind is p.VAR_POSITIONAL for p in params)
     var_kw = next((p for p in params if p.kind is p.VAR_KEYWORD), None)
     by_keyword = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    shown = signature_text(owner, params)
     if not variadic and n_args > len(positional):
         raise InputSpecError(f"{owner}.forward({', '.join(p.name for p in positional)}) takes "
-                             f"{_count(positional)} input(s), got {n_args}; {_HINT} (signature: {shown})")
+                             f"{_count(positional)} input(s), got {n_args}; {_HINT} "
+                             f"(signature: {signature_text(owner, params)})")
     filled = {p.name for p in positional[:n_args]}
-    extra_ok = _typed_kwargs(var_kw) if var_kw is not None else set()
+    extra_ok = _typed_kwargs(var_kw) if var_kw is not None and names else set()  # (read only for names)
     for name in names:
         if name in filled:
             raise InputSpecError(f"--input {name}=...: {name} is already given by a positional --input "
-                                 f"(signature: {shown})")
+                                 f"(signature: {signature_text(owner, params)})")
         if name in by_keyword:
             continue
         if var_kw is not None and (extra_ok is None or name in extra_ok):
@@ -118,7 +118,7 @@ def check_inputs(obj: Any, owner: str, n_args: int, kwarg_names: Iterable[str], 
         close = difflib.get_close_matches(name, choices, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise InputSpecError(f"--input {name}=...: {owner}.forward has no argument named {name!r}{hint} "
-                             f"(signature: {shown})")
+                             f"(signature: {signature_text(owner, params)})")
     missing = [p.name for p in params if p.default is p.empty and p.name not in filled and p.name not in names
                and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     if missing:
@@ -128,7 +128,8 @@ def check_inputs(obj: Any, owner: str, n_args: int, kwarg_names: Iterable[str], 
                 f"{owner}.forward({', '.join(p.name for p in positional)}) takes {_count(positional)} input(s), "
                 f"got {n_args}; {_HINT} (2x16:int64 for token ids)")
         raise InputSpecError(f"{owner}.forward is missing required input(s): {', '.join(missing)}; "
-                             f"give them as --input {missing[0]}=SHAPE (signature: {shown})")
+                             f"give them as --input {missing[0]}=SHAPE "
+                             f"(signature: {signature_text(owner, params)})")
 
 
 def _count(positional: list[inspect.Parameter]) -> str:
