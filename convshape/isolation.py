@@ -106,10 +106,13 @@ class Preserved:
     def __enter__(self) -> Preserved:
         found = self.found
         self._flags = [module.training for module in found.modules]
-        self._buffers: list[tuple[torch.Tensor, torch.Tensor | None, int]] = [
-            (b, None if b.device.type == "meta" else b.detach().clone(), b._version)
-            for b in found.buffers if not isinstance(b, UninitializedBuffer)]
-        self._params = [(p, p._version) for p in found.parameters if not isinstance(p, UninitializedParameter)]
+        with torch.no_grad():  # (a copy with no history: one guard, not a detach() per buffer)
+            self._buffers: list[tuple[torch.Tensor, torch.Tensor | None, int]] = [
+                (b, None if b.is_meta else b.clone(), b._version)
+                for b in found.buffers if not isinstance(b, UninitializedBuffer)]
+        parameter = nn.Parameter  # (its metaclass makes isinstance slow: a plain Parameter skips it)
+        self._params = [(p, p._version) for p in found.parameters
+                        if type(p) is parameter or not isinstance(p, UninitializedParameter)]
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
