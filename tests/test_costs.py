@@ -166,3 +166,46 @@ def test_outputs_that_view_storage_made_inside_a_layer_are_counted_once(
     with torch.no_grad():
         _storage_bytes(layer(*tensors), seen)
     assert convshape.trace_model(layer, *tensors).activation_bytes == sum(seen.values()) > 0
+
+
+class _FunctionRows(nn.Module):
+    """Function calls down each of the recorder's written-out paths: f(x) new and in place, plain tensors and
+    values (new, a view, the same tensor back), and the general path (a list of tensors)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.results: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(x)
+        y.relu_()
+        z = y + 1
+        v = z.view(-1)
+        w = v.contiguous()
+        s = torch.sigmoid(w)
+        flat = x.reshape(-1)
+        out = torch.cat([s, flat])
+        self.results = [y, y, z, v, w, s, flat, out]
+        return out
+
+
+def test_function_rows_count_new_storage_once_and_link_their_producers() -> None:
+    """Each function row's new bytes against torch's storages (a view, an in-place result and a tensor handed
+    back add nothing), and each row's input comes from the row before it."""
+    model = _FunctionRows()
+    x = torch.randn(3, 4)
+    with torch.no_grad():
+        model(x)
+    seen = {x.untyped_storage().data_ptr()}
+    new_bytes = []  # torch's answer per call: its result's storage, when no earlier tensor had it
+    for t in model.results:
+        storage = t.untyped_storage()
+        new_bytes.append(0 if storage.data_ptr() in seen else storage.nbytes())
+        seen.add(storage.data_ptr())
+    trace = convshape.trace_model(model, x)
+    rows = [r for r in trace.rows if r.kind == "function"]
+    assert [r.name for r in rows] == ["relu", "relu_", "add", "view", "contiguous", "sigmoid", "reshape", "cat"]
+    assert [r.alloc_bytes for r in rows] == new_bytes
+    assert trace.activation_bytes == sum(new_bytes) > 0
+    assert [r.inputs_from[0] for r in rows[1:6]] == [r.index for r in rows[:5]]
+    assert rows[7].inputs_from == (rows[5].index, rows[6].index)
