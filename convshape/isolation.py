@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
 from .errors import ConvshapeError
+from .params import unsized
 from .structure import Structure, set_flags, walk
 
 
@@ -110,9 +111,7 @@ class Preserved:
             self._buffers: list[tuple[torch.Tensor, torch.Tensor | None, int]] = [
                 (b, None if b.is_meta else b.clone(), b._version)
                 for b in found.buffers if not isinstance(b, UninitializedBuffer)]
-        parameter = nn.Parameter  # (its metaclass makes isinstance slow: a plain Parameter skips it)
-        self._params = [(p, p._version) for p in found.parameters
-                        if type(p) is parameter or not isinstance(p, UninitializedParameter)]
+        self._params = [(p, p._version) for p in found.parameters if not unsized(p)]
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+import torch
 from torch import nn
 from torch.nn.parameter import UninitializedParameter
 
@@ -21,11 +22,15 @@ def unique_parameters(model: nn.Module) -> dict[int, tuple[nn.Parameter, list[st
     return found
 
 
+def unsized(p: torch.Tensor) -> bool:
+    """A lazy module's parameter, not yet sized by a forward pass (a plain Parameter skips the metaclass's
+    isinstance, which is slow)."""
+    return type(p) is not nn.Parameter and isinstance(p, UninitializedParameter)
+
+
 def numel(p: nn.Parameter) -> int:
     """A parameter's element count; 0 for a lazy module's parameter not yet sized by a forward pass."""
-    if type(p) is not nn.Parameter and isinstance(p, UninitializedParameter):  # (the metaclass's isinstance: slow)
-        return 0
-    return p.numel()
+    return 0 if unsized(p) else p.numel()
 
 
 def totals_of(model: nn.Module) -> Totals:

@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 
+from .params import unsized
+
 
 @dataclass(slots=True)
 class Structure:
@@ -47,13 +49,10 @@ class Structure:
         lazy: set[int] = set()
         for module in reversed(self._containers):  # children before parents
             key = id(module)
-            total = 0
-            for p in module._parameters.values():
-                if p is not None:
-                    if isinstance(p, UninitializedParameter):
-                        lazy.add(key)
-                    else:
-                        total += p.numel()
+            total = _own_count(_own_parameters(module))
+            if total is None:
+                lazy.add(key)
+                total = 0
             for child in self._children[key]:
                 got = counts.get(id(child))
                 if got is None:  # lazy: its parent too
@@ -96,10 +95,10 @@ def walk(root: nn.Module) -> Structure:
             children[key] = [c for _, c in kids]
             containers.append(module)
             stack.extend(reversed(kids))
-        elif not parameters:
-            leaf_params[key] = 0
-        elif not any(isinstance(p, UninitializedParameter) for p in parameters.values()):
-            leaf_params[key] = sum(p.numel() for p in parameters.values() if p is not None)
+        else:
+            count = _own_count(parameters)
+            if count is not None:
+                leaf_params[key] = count
     return found
 
 
@@ -175,7 +174,7 @@ def _shared_subtree_params(found: Structure) -> dict[int, int]:
         through = paths[id(module)]
         for child in children.get(id(module), ()):
             paths[id(child)] += through
-    held: dict[int, list[tuple[int, torch.Tensor | None]]] = {}  # id(module) -> its own (id, parameter)
+    held: dict[int, list[tuple[int, torch.Tensor]]] = {}  # id(module) -> its own (id, parameter)
     reached: dict[int, int] = {}  # id(parameter) -> paths to it
     for module in order:
         own = [(id(p), p) for p in _own_parameters(module).values() if p is not None]
@@ -192,13 +191,13 @@ def _shared_subtree_params(found: Structure) -> dict[int, int]:
         plain = 0
         shared = set()
         for pid, p in held[key]:
-            if type(p) is not nn.Parameter and isinstance(p, UninitializedParameter):  # (a slow isinstance)
+            if unsized(p):
                 lazy.add(key)
             elif reached[pid] > 1:
                 shared.add(pid)
-                sizes[pid] = p.numel()  # type: ignore[union-attr]
+                sizes[pid] = p.numel()
             else:
-                plain += p.numel()  # type: ignore[union-attr]
+                plain += p.numel()
         for child in children.get(key, ()):
             ck = id(child)
             if ck in lazy:
@@ -213,6 +212,17 @@ def _shared_subtree_params(found: Structure) -> dict[int, int]:
     for key in lazy:
         del counts[key]
     return counts
+
+
+def _own_count(parameters: dict[str, Any]) -> int | None:
+    """The elements of a module's own parameters; None when one is not sized yet (a lazy module)."""
+    total = 0
+    for p in parameters.values():
+        if p is not None:
+            if unsized(p):
+                return None
+            total += p.numel()
+    return total
 
 
 def _own_parameters(module: nn.Module) -> dict[str, Any]:

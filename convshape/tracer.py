@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules import module as nn_module
-from torch.nn.parameter import UninitializedParameter
 from torch.overrides import TorchFunctionMode
 
 from . import diagnose
@@ -33,7 +32,7 @@ from .cells import place
 from .costs import DISPATCH, PLANS, CostCounter, plan
 from .leaves import ZERO, layer_plan
 from .oplabels import op_label
-from .params import numel
+from .params import numel, unsized
 from .paths import OWN_DIR, TORCH_DIR, is_user_file
 from .records import Row, Shape
 from .reuse import Template, input_state, module_state, output_parts, sibling_runs
@@ -524,7 +523,7 @@ class Recorder(TorchFunctionMode):
         if key not in self._param_counts:
             params = list(module.parameters())
             count = sum(numel(p) for p in params)
-            if any(isinstance(p, UninitializedParameter) for p in params):
+            if any(unsized(p) for p in params):
                 return count  # a lazy layer: counted again once its forward has sized it
             self._param_counts[key] = count
         return self._param_counts[key]
