@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,7 @@ def model(index: int, packages: dict[str, Any], rounds: int) -> str:
     def hooked(m: nn.Module) -> object:
         handle = torch.nn.modules.module.register_module_forward_hook(lambda *a: None)
         try:
-            with torch.no_grad(), device:
+            with torch.no_grad(), device if device.type == "meta" else nullcontext():  # cpu: no device mode
                 return m(x)
         finally:
             handle.remove()

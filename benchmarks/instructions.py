@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,7 @@ def inner(ref: str, what: list[str]) -> None:
             else:  # a model: the hooked forward, as run.py's ratios
                 handle = torch.nn.modules.module.register_module_forward_hook(lambda *a: None)
                 try:
-                    with torch.no_grad(), device:
+                    with torch.no_grad(), device if device.type == "meta" else nullcontext():  # cpu: no mode
                         model(x)
                 finally:
                     handle.remove()

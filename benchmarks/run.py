@@ -55,7 +55,7 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -297,7 +297,10 @@ def _contenders(x: Any, device: str) -> dict[str, Callable[[nn.Module], object]]
     from torch.utils.flop_counter import FlopCounterMode
 
     def placement() -> Any:
-        return torch.device("meta") if device == "meta" else torch.device("cpu")
+        # On cpu no device context, as users run a model: torch.device("cpu") as a context is a Python
+        # TorchFunctionMode that every torch call goes through (about 5 µs a call here), which convshape's own
+        # cpu pass does not install.
+        return torch.device("meta") if device == "meta" else nullcontext()
 
     def forward(model: nn.Module) -> object:
         with torch.no_grad(), placement():
