@@ -21,7 +21,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from benchmarks.models import FunctionChain, ModuleChain, catalogue  # noqa: E402
+from benchmarks.models import FunctionChain, ModuleChain, catalogue, placement  # noqa: E402
 
 SIZES = (1_000, 4_000)
 
@@ -104,7 +103,7 @@ def model(index: int, packages: dict[str, Any], rounds: int) -> str:
     def hooked(m: nn.Module) -> object:
         handle = torch.nn.modules.module.register_module_forward_hook(lambda *a: None)
         try:
-            with torch.no_grad(), device if device.type == "meta" else nullcontext():  # cpu: no device mode
+            with torch.no_grad(), placement(device):
                 return m(x)
         finally:
             handle.remove()

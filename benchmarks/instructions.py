@@ -23,7 +23,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +48,7 @@ def inner(ref: str, what: list[str]) -> None:
     import torch
 
     from benchmarks.ab import versions
-    from benchmarks.models import FunctionChain, ModuleChain, catalogue
+    from benchmarks.models import FunctionChain, ModuleChain, catalogue, placement
 
     with tempfile.TemporaryDirectory() as tmp:
         packages: dict[str, Any] = dict(zip(("ref", "tree"), versions(ref, Path(tmp)).values(), strict=True))
@@ -81,7 +80,7 @@ def inner(ref: str, what: list[str]) -> None:
             else:  # a model: the hooked forward, as run.py's ratios
                 handle = torch.nn.modules.module.register_module_forward_hook(lambda *a: None)
                 try:
-                    with torch.no_grad(), device if device.type == "meta" else nullcontext():  # cpu: no mode
+                    with torch.no_grad(), placement(device):
                         model(x)
                 finally:
                     handle.remove()

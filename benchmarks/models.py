@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -14,6 +15,15 @@ from torch import nn
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 HAVE_TRANSFORMERS = importlib.util.find_spec("transformers") is not None
+
+
+def placement(device: str | torch.device) -> AbstractContextManager[object]:
+    """The device context a benchmark's forward and peers run under: ``torch.device("meta")`` on meta, as
+    convshape's meta pass does; none on cpu, as users run a model and as convshape's cpu pass does
+    (``torch.device("cpu")`` as a context is a Python TorchFunctionMode that every torch call goes through, about
+    5 µs a call here, which would slow the baseline and flatter every cpu ratio)."""
+    device = torch.device(device)
+    return device if device.type == "meta" else nullcontext()
 
 
 def example(name: str) -> ModuleType:

@@ -55,7 +55,7 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -296,11 +296,10 @@ def _timed(fn: Callable[[nn.Module], object], model: nn.Module) -> float:
 def _contenders(x: Any, device: str) -> dict[str, Callable[[nn.Module], object]]:
     from torch.utils.flop_counter import FlopCounterMode
 
+    from benchmarks.models import placement as device_context
+
     def placement() -> Any:
-        # On cpu no device context, as users run a model: torch.device("cpu") as a context is a Python
-        # TorchFunctionMode that every torch call goes through (about 5 µs a call here), which convshape's own
-        # cpu pass does not install.
-        return torch.device("meta") if device == "meta" else nullcontext()
+        return device_context(device)
 
     def forward(model: nn.Module) -> object:
         with torch.no_grad(), placement():
