@@ -296,13 +296,10 @@ def _timed(fn: Callable[[nn.Module], object], model: nn.Module) -> float:
 def _contenders(x: Any, device: str) -> dict[str, Callable[[nn.Module], object]]:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from benchmarks.models import placement as device_context
-
-    def placement() -> Any:
-        return device_context(device)
+    from benchmarks.models import placement
 
     def forward(model: nn.Module) -> object:
-        with torch.no_grad(), placement():
+        with torch.no_grad(), placement(device):
             return model(x)
 
     def hooked(model: nn.Module) -> object:
@@ -321,17 +318,17 @@ def _contenders(x: Any, device: str) -> dict[str, Callable[[nn.Module], object]]
     def torchinfo_summary(model: nn.Module) -> object:
         import torchinfo
 
-        with placement():
+        with placement(device):
             return torchinfo.summary(model, input_data=[x], device=device, verbose=0, depth=10)
 
     def torchscan_structure(model: nn.Module) -> object:
         import torchscan  # type: ignore[import-untyped]
 
-        with placement():
+        with placement(device):
             return torchscan.crawl_module(model, args=(x,), mode="structure")
 
     def flop_counter(model: nn.Module) -> object:
-        with torch.no_grad(), placement(), FlopCounterMode(display=False) as counter:
+        with torch.no_grad(), placement(device), FlopCounterMode(display=False) as counter:
             model(x)
         return counter
 
