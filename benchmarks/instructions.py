@@ -95,19 +95,32 @@ def inner(ref: str, what: list[str]) -> None:
             run(w, size, v, marked=True)
 
 
-def report(out: Path, ref: str) -> None:
-    log = (out / "log").read_text()
-    found = re.search(r"SEGMENTS (\[.*\])", log)
-    if found is None:
-        sys.exit(f"the run under callgrind failed:\n{log[-3000:]}")
-    labels = ast.literal_eval(found.group(1))
-    dumps = sorted(out.glob("cg.out.*"), key=lambda p: int(p.name.rsplit(".", 1)[1]))
-    counts = []
-    for dump in dumps:
-        for line in dump.read_text(errors="replace").splitlines():
-            if line.startswith("summary:"):
-                counts.append(int(line.split()[1]))
-                break
+def under_callgrind(script: str, args: list[str]) -> tuple[list[str], list[int]]:
+    """Run ``python script args`` under callgrind, which dumps its counts at every call of ``os.getppid``: the
+    labels the script printed on a line ``SEGMENTS [...]``, and the instructions of each dump, in order."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        sys.exit("valgrind is not installed (apt-get install valgrind); benchmarks/ab.py compares seconds instead")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        with open(out / "log", "w") as log:
+            subprocess.run([valgrind, "--tool=callgrind", "--dump-before=os_getppid",
+                            f"--callgrind-out-file={out / 'cg.out'}", sys.executable, script, *args],
+                           stdout=log, stderr=subprocess.STDOUT, check=False, cwd=ROOT)
+        text = (out / "log").read_text()
+        found = re.search(r"SEGMENTS (\[.*\])", text)
+        if found is None:
+            sys.exit(f"the run under callgrind failed:\n{text[-3000:]}")
+        counts = []
+        for dump in sorted(out.glob("cg.out.*"), key=lambda p: int(p.name.rsplit(".", 1)[1])):
+            for line in dump.read_text(errors="replace").splitlines():
+                if line.startswith("summary:"):
+                    counts.append(int(line.split()[1]))
+                    break
+    return ast.literal_eval(found.group(1)), counts
+
+
+def report(labels: list[str], counts: list[int], ref: str) -> None:
     # each segment is the dump made at its second marker
     per = dict(zip(labels, counts[-2 * len(labels):][1::2], strict=True))
     chains: dict[str, dict[str, dict[int, int]]] = {}
@@ -139,17 +152,7 @@ def main() -> None:
     if args.inner:
         inner(args.ref, what)
         return
-    valgrind = shutil.which("valgrind")
-    if valgrind is None:
-        sys.exit("valgrind is not installed (apt-get install valgrind); benchmarks/ab.py compares seconds instead")
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
-        with open(out / "log", "w") as log:
-            subprocess.run([valgrind, "--tool=callgrind", "--dump-before=os_getppid",
-                            f"--callgrind-out-file={out / 'cg.out'}", sys.executable, __file__, "--inner",
-                            "--ref", args.ref, "--what", ",".join(what)],
-                           stdout=log, stderr=subprocess.STDOUT, check=False, cwd=ROOT)
-        report(out, args.ref)
+    report(*under_callgrind(__file__, ["--inner", "--ref", args.ref, "--what", ",".join(what)]), args.ref)
 
 
 if __name__ == "__main__":

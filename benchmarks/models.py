@@ -1,4 +1,5 @@
-"""The benchmark models, built from the examples and from transformers configs, and the scaling chains."""
+"""The benchmark models, built from the examples and from transformers configs, the scaling chains, and the
+forward under convshape's interception doing nothing (the floor a recorder of every call stands on)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import torch
 from torch import nn
@@ -106,3 +108,30 @@ class FunctionChain(nn.Module):
         for _ in range(self.calls):
             x = torch.relu(x)
         return x
+
+
+def interception_floor(x: torch.Tensor) -> Callable[[nn.Module], object]:
+    """The forward under what convshape installs, each part doing nothing: ``Module._call_impl``'s code swapped for
+    the recorder's trampoline, whose handler runs ``_call_impl``'s own code at once, and a TorchFunctionMode that
+    calls straight through. What a recorder of every call pays before it records anything."""
+    from torch.overrides import TorchFunctionMode
+
+    from convshape import tracer
+
+    class Through(TorchFunctionMode):
+        def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                               kwargs: dict[str, Any] | None = None) -> Any:
+            return func(*args, **(kwargs or {}))
+
+    def handler(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        return tracer._inner(module, *args, **kwargs)
+
+    def floor(model: nn.Module) -> object:
+        taken = tracer._take_call_impl(handler)
+        try:
+            with torch.no_grad(), Through():
+                return model(x)
+        finally:
+            tracer._give_back_call_impl(taken)
+
+    return floor

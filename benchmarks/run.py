@@ -476,11 +476,13 @@ def _heap_growth(fn: Callable[[nn.Module], object], model: nn.Module) -> HeapUse
 
 
 def _chain(label: str, cls: Callable[[int], nn.Module], repeats: int) -> tuple[ChainResult, list[str]]:
+    from benchmarks.models import interception_floor
+
     x = torch.randn(1, 16)
 
     every = _contenders(x, "cpu")
     runs = {k: every[k] for k in ("forward", "hooked", "convshape", "convshape_nomacs")}
-    runs["floor"] = _interception_floor(x)
+    runs["floor"] = interception_floor(x)
     variants = tuple(runs)
     times: dict[tuple[str, int], list[float]] = {(v, n): [] for v in variants for n in SCALING_SIZES}
     heap: dict[tuple[str, int], HeapUse] = {}
@@ -530,33 +532,6 @@ def _chain(label: str, cls: Callable[[int], nn.Module], repeats: int) -> tuple[C
                      f"bytes per row; dropped, it leaves {_bytes(result.cyclic[v].slope)} bytes per row in "
                      f"reference cycles until the collector runs, and {_bytes(result.left[v].slope)} after it.")
     return result, lines
-
-
-def _interception_floor(x: Any) -> Callable[[nn.Module], object]:
-    """The forward under what convshape installs, each part doing nothing: ``Module._call_impl``'s code swapped for
-    the recorder's trampoline, whose handler runs ``_call_impl``'s own code at once, and a TorchFunctionMode that
-    calls straight through. What a recorder of every call pays before it records anything."""
-    from torch.overrides import TorchFunctionMode
-
-    from convshape import tracer
-
-    class Through(TorchFunctionMode):
-        def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
-                               kwargs: dict[str, Any] | None = None) -> Any:
-            return func(*args, **(kwargs or {}))
-
-    def handler(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
-        return tracer._inner(module, *args, **kwargs)
-
-    def floor(model: nn.Module) -> object:
-        taken = tracer._take_call_impl(handler)
-        try:
-            with torch.no_grad(), Through():
-                return model(x)
-        finally:
-            tracer._give_back_call_impl(taken)
-
-    return floor
 
 
 def scaling(repeats: int, results: Results) -> list[str]:
