@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import sys
 import weakref
 from pathlib import Path
@@ -57,22 +56,18 @@ PRIMITIVES = {
 
 
 def inner() -> None:
-    """Run under callgrind, which dumps its counts at every call of ``os.getppid``; prints the label of each dump
-    in order ("-" for what runs between two segments)."""
+    """Run under callgrind: each segment ends at a mark (``instructions.Marks``)."""
     import torch
 
     import convshape
+    from benchmarks.instructions import Marks
     from benchmarks.models import FunctionChain, ModuleChain, interception_floor
     from convshape import tracer
     from convshape.tensors import DTYPE_NAMES
 
     x = torch.randn(1, 16)
     through = interception_floor(x)
-    labels: list[str] = []
-
-    def mark(label: str) -> None:
-        labels.append(label)
-        os.getppid()
+    mark = Marks()
 
     def forward(model: torch.nn.Module) -> object:
         with torch.no_grad():
@@ -138,11 +133,10 @@ def inner() -> None:
     exec("def steps():\n" + "".join(loop.format(steps=STEPS, step=step, label=label)  # written out as loops
                                     for label, step in PRIMITIVES.items()), space)
     space["steps"]()
-    print("SEGMENTS", labels, flush=True)
+    mark.done()
 
 
-def report(labels: list[str], counts: list[int]) -> None:
-    per = {label: count for label, count in zip(labels, counts[-len(labels):], strict=True) if label != "-"}
+def report(per: dict[str, int]) -> None:
     lo, hi = SIZES
 
     def slope(what: str) -> float:
@@ -178,7 +172,7 @@ def main() -> None:
         return
     from benchmarks.instructions import under_callgrind
 
-    report(*under_callgrind(__file__, ["--inner"]))
+    report(under_callgrind(__file__, ["--inner"]))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ model whose time goes to memory can differ more in seconds than in instructions.
     python benchmarks/instructions.py --ref HEAD~3 --what module,function,1   # and catalogue model 1 (MNIST meta)
 
 Needs valgrind (``apt-get install valgrind``). Each segment (a plain forward, a trace by each version) runs between
-two calls of ``os.getppid``, where callgrind dumps its counts (``--dump-before=os_getppid``). Chains: instructions
+two marks (``Marks``), where callgrind dumps its counts. Chains: instructions
 per call over the plain forward, from the difference between 1,000 and 3,000 calls. A model: the instructions of
 one trace over those of the hooked forward. About 5 minutes for the two chains; a transformers model takes longer.
 """
@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,21 @@ sys.path.insert(0, str(ROOT))
 
 SIZES = (1_000, 3_000)
 VERSIONS = ("forward", "ref", "tree")
+
+
+class Marks:
+    """Where callgrind dumps its counts (``--dump-before=os_getppid``): ``marks(label)`` ends the segment ``label``
+    ("-" for what runs between two segments, not reported); ``done()`` prints the labels for ``under_callgrind``."""
+
+    def __init__(self) -> None:
+        self.labels: list[str] = []
+
+    def __call__(self, label: str) -> None:
+        self.labels.append(label)
+        os.getppid()
+
+    def done(self) -> None:
+        print("SEGMENTS", self.labels, flush=True)
 
 
 def segments(what: list[str]) -> list[tuple[str, str, int | None, str]]:
@@ -67,11 +83,11 @@ def inner(ref: str, what: list[str]) -> None:
                 model = bench.factory().eval()
             return model, make_input(parse_input(bench.spec), device), device
 
-        def run(w: str, size: int | None, version: str, marked: bool) -> None:
+        def run(w: str, size: int | None, version: str, mark: Callable[[str], None] | None, label: str) -> None:
             model, x, device = build(w, size)
             gc.collect()
-            if marked:
-                os.getppid()
+            if mark is not None:
+                mark("-")
             if version != "forward":
                 packages[version].trace_model(model, x)
             elif device is None:  # a chain: the plain forward
@@ -84,20 +100,20 @@ def inner(ref: str, what: list[str]) -> None:
                         model(x)
                 finally:
                     handle.remove()
-            if marked:
-                os.getppid()
+            if mark is not None:
+                mark(label)
 
         plan = segments(what)
-        for _, w, size, v in plan:
-            run(w, min(size, 50) if size else None, v, marked=False)
-        print("SEGMENTS", [label for label, *_ in plan], flush=True)
-        for _, w, size, v in plan:
-            run(w, size, v, marked=True)
+        for label, w, size, v in plan:
+            run(w, min(size, 50) if size else None, v, None, label)
+        marks = Marks()
+        for label, w, size, v in plan:
+            run(w, size, v, marks, label)
+        marks.done()
 
 
-def under_callgrind(script: str, args: list[str]) -> tuple[list[str], list[int]]:
-    """Run ``python script args`` under callgrind, which dumps its counts at every call of ``os.getppid``: the
-    labels the script printed on a line ``SEGMENTS [...]``, and the instructions of each dump, in order."""
+def under_callgrind(script: str, args: list[str]) -> dict[str, int]:
+    """Run ``python script args`` under callgrind: the instructions of each segment its ``Marks`` labelled."""
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         sys.exit("valgrind is not installed (apt-get install valgrind); benchmarks/ab.py compares seconds instead")
@@ -117,12 +133,11 @@ def under_callgrind(script: str, args: list[str]) -> tuple[list[str], list[int]]
                 if line.startswith("summary:"):
                     counts.append(int(line.split()[1]))
                     break
-    return ast.literal_eval(found.group(1)), counts
+    labels = ast.literal_eval(found.group(1))
+    return {label: n for label, n in zip(labels, counts[-len(labels):], strict=True) if label != "-"}
 
 
-def report(labels: list[str], counts: list[int], ref: str) -> None:
-    # each segment is the dump made at its second marker
-    per = dict(zip(labels, counts[-2 * len(labels):][1::2], strict=True))
+def report(per: dict[str, int], ref: str) -> None:
     chains: dict[str, dict[str, dict[int, int]]] = {}
     for label, n in per.items():
         w, size, v = label.split(":")
@@ -152,7 +167,7 @@ def main() -> None:
     if args.inner:
         inner(args.ref, what)
         return
-    report(*under_callgrind(__file__, ["--inner", "--ref", args.ref, "--what", ",".join(what)]), args.ref)
+    report(under_callgrind(__file__, ["--inner", "--ref", args.ref, "--what", ",".join(what)]), args.ref)
 
 
 if __name__ == "__main__":
